@@ -1,0 +1,125 @@
+"""Settings: the only place that reads the environment.
+
+Every value has a default that lets the service run on a fresh machine (local SQLite store, offline
+LLM provider). `.env.example` lists each one; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_CONCURRENCY", "Settings", "get_settings"]
+
+DEFAULT_CONCURRENCY = 3
+_CONCURRENCY_RANGE = range(1, 51)
+
+_log = structlog.get_logger(__name__)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+
+    # --- backends -------------------------------------------------------------------------
+    supabase_url: str | None = None
+    supabase_service_key: SecretStr | None = None
+    store_backend: Literal["auto", "local", "supabase"] = "auto"
+    local_data_dir: Path = Path("./data")
+    supabase_timeout_seconds: float = 20.0
+    supabase_max_retries: int = Field(default=3, ge=0, le=10)
+    chunk_batch_size: int = Field(default=100, ge=1, le=100)
+
+    anthropic_api_key: SecretStr | None = None
+    anthropic_model: str = "claude-haiku-4-5-20251001"
+    anthropic_base_url: str | None = None
+    anthropic_max_retries: int = Field(default=4, ge=0, le=10)
+    anthropic_timeout_seconds: float = 90.0
+    llm_backend: Literal["auto", "anthropic", "offline"] = "auto"
+    # Price overrides in USD per million tokens; unset means the built-in table for the model.
+    llm_price_input_per_mtok: float | None = None
+    llm_price_output_per_mtok: float | None = None
+    llm_price_cache_write_per_mtok: float | None = None
+    llm_price_cache_read_per_mtok: float | None = None
+
+    # --- API ------------------------------------------------------------------------------
+    rlm_api_key: SecretStr | None = None
+    allow_unauthenticated: bool = False
+    allowed_buckets: list[str] = Field(default_factory=lambda: ["imports", "user-imports"])
+    max_request_bytes: int = 16_384
+
+    # --- logging --------------------------------------------------------------------------
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    # --- pipeline -------------------------------------------------------------------------
+    fact_extraction_concurrency: int = DEFAULT_CONCURRENCY
+    chunk_target_tokens: int = Field(default=1_500, ge=200, le=20_000)
+    chunk_overlap_tokens: int = Field(default=0, ge=0, le=2_000)
+    max_message_chars: int = Field(default=6_000, ge=500)
+    max_export_bytes: int = 4 * 1024**3
+    max_zip_member_bytes: int = 3 * 1024**3
+    max_zip_ratio: int = 200
+    v2_sample_size: int = Field(default=200, ge=1, le=1_000)
+    extraction_failure_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
+    fact_token_budget: int = Field(default=24_000, ge=1_000)
+
+    # --- jobs -----------------------------------------------------------------------------
+    run_worker: bool = True
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=16)
+    lease_seconds: int = Field(default=60, ge=5)
+    heartbeat_seconds: int = Field(default=15, ge=1)
+    poll_seconds: float = Field(default=2.0, gt=0)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_seconds: int = Field(default=60, ge=0)
+    job_timeout_seconds: int = Field(default=6 * 3600, ge=60)
+    shutdown_grace_seconds: int = Field(default=20, ge=0, le=290)
+    alert_webhook: SecretStr | None = None
+
+    @field_validator("fact_extraction_concurrency", mode="before")
+    @classmethod
+    def _lenient_concurrency(cls, value: Any) -> int:
+        """An out-of-range or non-integer value must not stop the service: warn and use 3."""
+        if isinstance(value, int) and not isinstance(value, bool) and value in _CONCURRENCY_RANGE:
+            return value
+        if isinstance(value, str) and value.strip().isdigit():
+            parsed = int(value.strip())
+            if parsed in _CONCURRENCY_RANGE:
+                return parsed
+        _log.warning(
+            "config.invalid_value",
+            setting="FACT_EXTRACTION_CONCURRENCY",
+            value=str(value)[:40],
+            allowed="integer 1-50",
+            using=DEFAULT_CONCURRENCY,
+        )
+        return DEFAULT_CONCURRENCY
+
+    @property
+    def uses_supabase(self) -> bool:
+        if self.store_backend == "auto":
+            return bool(self.supabase_url)
+        return self.store_backend == "supabase"
+
+    @property
+    def uses_anthropic(self) -> bool:
+        if self.llm_backend == "auto":
+            return self.anthropic_api_key is not None
+        return self.llm_backend == "anthropic"
+
+    @property
+    def local_db_path(self) -> Path:
+        return self.local_data_dir / "soulprint.db"
+
+    @property
+    def local_storage_dir(self) -> Path:
+        return self.local_data_dir / "storage"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

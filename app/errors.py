@@ -1,0 +1,144 @@
+"""One error tree. Every expected failure is an `AppError` with a status code and a message a
+person can act on; vendor exceptions are translated into these at the adapter edge."""
+
+from __future__ import annotations
+
+__all__ = [
+    "AppError",
+    "AuthError",
+    "BadExport",
+    "ConfigError",
+    "ExportNotFound",
+    "JobNotFound",
+    "LLMBadOutput",
+    "LLMError",
+    "LLMFatal",
+    "LLMRefused",
+    "LLMUnavailable",
+    "NotFound",
+    "PipelineError",
+    "ProfileNotFound",
+    "StoreError",
+    "StoreUnavailable",
+    "ValidationFailed",
+]
+
+
+class AppError(Exception):
+    """Root of our errors. `message` is shown to people: say what was wrong and what to do."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(AppError):
+    code = "config_error"
+
+
+class AuthError(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class ValidationFailed(AppError):
+    status_code = 422
+    code = "invalid_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class NotFound(AppError):
+    status_code = 404
+    code = "not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+# --- store -------------------------------------------------------------------------------
+
+
+class StoreError(AppError):
+    """A write or read the store refused (a 4xx from PostgREST, a constraint): not retried."""
+
+    status_code = 502
+    code = "store_error"
+
+    def __init__(self, message: str, *, table: str | None = None) -> None:
+        super().__init__(message)
+        self.table = table
+
+
+class StoreUnavailable(StoreError):
+    """The store could not be reached after bounded retries (timeouts, 5xx, 429)."""
+
+    status_code = 503
+    code = "store_unavailable"
+
+
+class ProfileNotFound(StoreError):
+    """No `user_profiles` row for the user: a write would otherwise vanish silently."""
+
+    status_code = 404
+    code = "profile_not_found"
+
+
+class ExportNotFound(StoreError):
+    status_code = 404
+    code = "export_not_found"
+
+
+# --- pipeline ----------------------------------------------------------------------------
+
+
+class PipelineError(AppError):
+    """A step failed in a way that retrying the same input will not fix."""
+
+    code = "pipeline_error"
+
+
+class BadExport(PipelineError):
+    """The export cannot be read: not JSON, not a chat export, too large, corrupt."""
+
+    status_code = 422
+    code = "bad_export"
+
+
+# --- LLM ---------------------------------------------------------------------------------
+
+
+class LLMError(AppError):
+    status_code = 502
+    code = "llm_error"
+
+
+class LLMUnavailable(LLMError):
+    """Rate limits, overload, timeouts or 5xx that outlasted the SDK's own retries."""
+
+    status_code = 503
+    code = "llm_unavailable"
+
+
+class LLMFatal(LLMError):
+    """An error that will not go away by retrying: bad key, no credit, unknown model."""
+
+    code = "llm_fatal"
+
+
+class LLMBadOutput(LLMError):
+    """The reply was not the JSON we asked for, or was cut off at max_tokens."""
+
+    code = "llm_bad_output"
+
+
+class LLMRefused(LLMError):
+    """The model declined (stop_reason=refusal); retrying the same input is pointless."""
+
+    code = "llm_refused"
