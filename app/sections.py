@@ -39,7 +39,9 @@ class _Section(BaseModel):
         cleaned: dict[str, Any] = {}
         for key, value in data.items():
             if isinstance(value, list):
-                value = [str(item).strip() for item in value if str(item).strip()]
+                value = [
+                    str(item).strip() for item in value if item is not None and str(item).strip()
+                ]
             if value is None or (isinstance(value, str) and not value.strip()):
                 continue
             cleaned[key] = value
