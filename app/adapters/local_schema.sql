@@ -1,0 +1,79 @@
+-- The embedded store's schema: the same tables and column names as the Supabase migrations
+-- (supabase/migrations), in SQLite's types. Timestamps are ISO-8601 UTC text, ids are uuid text,
+-- JSON is text. Applied on every open; every statement is idempotent.
+
+CREATE TABLE IF NOT EXISTS user_profiles (
+    user_id TEXT PRIMARY KEY,
+    full_pass_status TEXT CHECK (full_pass_status IN ('pending', 'processing', 'complete', 'failed')),
+    full_pass_started_at TEXT,
+    full_pass_completed_at TEXT,
+    full_pass_error TEXT,
+    memory_md TEXT,
+    soul_md TEXT,
+    identity_md TEXT,
+    user_md TEXT,
+    agents_md TEXT,
+    tools_md TEXT,
+    soulprint_text TEXT
+);
+
+CREATE TABLE IF NOT EXISTS conversation_chunks (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    conversation_id TEXT,
+    title TEXT,
+    content TEXT,
+    message_count INTEGER,
+    created_at TEXT,
+    updated_at TEXT,
+    is_recent INTEGER,
+    chunk_tier TEXT DEFAULT 'medium',
+    chunk_index INTEGER,
+    content_hash TEXT,
+    import_job_id TEXT
+);
+CREATE INDEX IF NOT EXISTS conversation_chunks_user_id_idx ON conversation_chunks (user_id);
+
+CREATE TABLE IF NOT EXISTS processing_jobs (
+    id TEXT PRIMARY KEY,
+    user_id TEXT NOT NULL,
+    status TEXT NOT NULL DEFAULT 'queued'
+        CHECK (status IN ('queued', 'running', 'complete', 'failed')),
+    storage_path TEXT NOT NULL,
+    pipeline_version TEXT NOT NULL DEFAULT 'v2',
+    conversation_count INTEGER,
+    message_count INTEGER,
+    chunk_count INTEGER,
+    current_step TEXT,
+    progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
+    error_message TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL DEFAULT 3,
+    run_after TEXT NOT NULL,
+    lease_owner TEXT,
+    lease_expires_at TEXT,
+    heartbeat_at TEXT,
+    export_sha256 TEXT,
+    llm_provider TEXT,
+    force INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    cost_usd REAL NOT NULL DEFAULT 0,
+    stats TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    started_at TEXT,
+    completed_at TEXT
+);
+CREATE UNIQUE INDEX IF NOT EXISTS processing_jobs_one_active_per_user
+    ON processing_jobs (user_id) WHERE status IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS processing_jobs_due_idx ON processing_jobs (status, run_after);
+
+CREATE TABLE IF NOT EXISTS fact_extraction_cache (
+    user_id TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    extractor_version TEXT NOT NULL,
+    facts TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (user_id, content_hash, extractor_version)
+);

@@ -1,0 +1,84 @@
+"""Mapping between domain values and table rows, shared by the SQLite and Supabase stores so both
+write the same columns with the same meaning."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from app.domain import Chunk, Job, JobStatus
+
+__all__ = ["RECENT_DAYS", "chunk_row", "job_from_row", "parse_timestamp"]
+
+RECENT_DAYS = 180
+
+
+def parse_timestamp(value: Any) -> datetime | None:
+    """ISO-8601 text (SQLite, PostgREST) or a datetime (psycopg) → an aware UTC datetime."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def chunk_row(chunk: Chunk, *, user_id: str, job_id: str, now: datetime) -> dict[str, Any]:
+    """The `conversation_chunks` columns this service writes. Never `embedding`: another service
+    owns it, and an upsert that names only these columns leaves it as it was."""
+    created = chunk.created_at
+    return {
+        "id": chunk.id,
+        "user_id": user_id,
+        "conversation_id": chunk.conversation_id,
+        "title": chunk.title,
+        "content": chunk.content,
+        "message_count": chunk.message_count,
+        "created_at": created,
+        "updated_at": now,
+        "is_recent": created is not None and now - created <= timedelta(days=RECENT_DAYS),
+        "chunk_tier": "medium",
+        "chunk_index": chunk.index,
+        "content_hash": chunk.content_hash,
+        "import_job_id": job_id,
+    }
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def job_from_row(row: Mapping[str, Any]) -> Job:
+    stats = row.get("stats") or {}
+    if isinstance(stats, str):
+        stats = json.loads(stats)
+    created = parse_timestamp(row.get("created_at"))
+    return Job(
+        id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        status=JobStatus(row["status"]),
+        storage_path=str(row["storage_path"]),
+        pipeline_version=str(row.get("pipeline_version") or "v2"),
+        attempts=int(row.get("attempts") or 0),
+        max_attempts=int(row.get("max_attempts") or 3),
+        created_at=created or datetime.now(UTC),
+        updated_at=parse_timestamp(row.get("updated_at")),
+        started_at=parse_timestamp(row.get("started_at")),
+        completed_at=parse_timestamp(row.get("completed_at")),
+        run_after=parse_timestamp(row.get("run_after")),
+        current_step=row.get("current_step"),
+        progress=int(row.get("progress") or 0),
+        error_message=row.get("error_message"),
+        conversation_count=_int(row.get("conversation_count")),
+        message_count=_int(row.get("message_count")),
+        chunk_count=_int(row.get("chunk_count")),
+        lease_owner=row.get("lease_owner"),
+        lease_expires_at=parse_timestamp(row.get("lease_expires_at")),
+        export_sha256=row.get("export_sha256"),
+        llm_provider=row.get("llm_provider"),
+        force=bool(row.get("force")),
+        stats=dict(stats),
+    )
