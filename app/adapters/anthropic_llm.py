@@ -1,0 +1,295 @@
+"""`LLM` on the Anthropic Messages API: one `AsyncAnthropic` per process, the SDK's retries only.
+
+Structured replies come through a forced, strict tool (`tool_choice={"type": "tool", ...}`) and are
+validated with pydantic; MEMORY is plain markdown. `stop_reason` is checked before anything is read:
+a reply cut at `max_tokens` or a refusal is never parsed. Vendor errors are translated here into
+`app.errors` so the pipeline decides on our terms (see docs/LLM.md for the table).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import anthropic
+import structlog
+from anthropic.types import Message
+from pydantic import BaseModel, ValidationError
+
+from app.config import Settings
+from app.domain import Fact
+from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRefused, LLMUnavailable
+from app.ports import (
+    ExtractionRequest,
+    LLMCall,
+    LLMReply,
+    LLMUsage,
+    MemoryRequest,
+    ReduceRequest,
+    SectionsRequest,
+)
+from app.processors import prompts
+from app.sections import SectionSet
+
+__all__ = ["MAX_TOKENS", "AnthropicLLM", "translate_error"]
+
+_M = TypeVar("_M", bound=BaseModel)
+_log = structlog.get_logger(__name__)
+
+# Output tokens are reserved from max_tokens against the per-minute output limit when a request
+# starts (FACTS.md), so each task asks for what its reply can need, not more. See docs/LLM.md.
+MAX_TOKENS: dict[str, int] = {
+    "extract_facts": 1_024,  # ≤ 15 facts × ~45 tokens of JSON ≈ 700
+    "write_memory": 8_192,  # one call per job over ≤ FACT_TOKEN_BUDGET of facts
+    "write_sections": 4_096,  # five sections, ~30 short fields
+}
+_REDUCE_BASE_TOKENS = 256
+_REDUCE_TOKENS_PER_FACT = 64
+_REDUCE_MAX_TOKENS = 16_384
+
+_BILLING_HINTS = ("credit balance", "billing", "spend limit", "purchase credits")
+_SPEND_LIMIT_CODES = frozenset(
+    {"contract_spend_limit_reached", "enforced_spend_limit_reached", "organization_on_hold"}
+)
+
+
+def _reduce_max_tokens(target_count: int) -> int:
+    return min(_REDUCE_MAX_TOKENS, _REDUCE_BASE_TOKENS + _REDUCE_TOKENS_PER_FACT * target_count)
+
+
+def translate_error(exc: anthropic.AnthropicError, *, model: str) -> LLMError:
+    """Our error for a vendor error that outlasted the SDK's retries, saying what to do."""
+    if isinstance(exc, anthropic.APIStatusError):
+        rid = f" (request id {exc.request_id})" if exc.request_id else ""
+        detail = (exc.api_message or "").strip()[:200]
+        if isinstance(exc, anthropic.AuthenticationError):
+            return LLMFatal("ANTHROPIC_API_KEY was rejected (401): set a valid key")
+        if isinstance(exc, anthropic.PaymentRequiredError) or exc.error_code in _SPEND_LIMIT_CODES:
+            return LLMFatal(
+                f"Anthropic refused to bill the request ({exc.status_code}: {detail}){rid}: add "
+                "credit or raise the spend limit in the Anthropic console"
+            )
+        if isinstance(exc, anthropic.BadRequestError) and any(
+            hint in detail.lower() for hint in _BILLING_HINTS
+        ):
+            return LLMFatal(
+                f"Anthropic credit balance is too low (400){rid}: add credit in the "
+                "Anthropic console"
+            )
+        if isinstance(exc, anthropic.PermissionDeniedError):
+            return LLMFatal(
+                f"ANTHROPIC_API_KEY may not use model {model!r} (403: {detail}){rid}: use a key "
+                "with access to it or change ANTHROPIC_MODEL"
+            )
+        if isinstance(exc, anthropic.NotFoundError):
+            return LLMFatal(
+                f"model {model!r} was not found (404){rid}: set ANTHROPIC_MODEL to a model your "
+                "key can use, e.g. claude-haiku-4-5"
+            )
+        if isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError) or (
+            exc.status_code in (408, 409)
+        ):
+            return LLMUnavailable(
+                f"Anthropic stayed unavailable ({exc.status_code}) after the SDK's retries{rid}: "
+                "try again later or lower FACT_EXTRACTION_CONCURRENCY"
+            )
+        if isinstance(exc, anthropic.ContentTooLargeError):
+            return LLMError(f"the request was too large for the API (413){rid}: send less text")
+        return LLMError(f"Anthropic rejected the request ({exc.status_code}: {detail}){rid}")
+    if isinstance(exc, anthropic.APITimeoutError):
+        return LLMUnavailable(
+            "Anthropic did not answer within ANTHROPIC_TIMEOUT_SECONDS after the SDK's retries: "
+            "try again later or raise the timeout"
+        )
+    if isinstance(exc, anthropic.APIConnectionError):
+        return LLMUnavailable("could not reach the Anthropic API after the SDK's retries")
+    if isinstance(exc, anthropic.APIResponseValidationError):
+        return LLMBadOutput(f"Anthropic's reply was not a valid Messages response: {exc.message}")
+    return LLMError(f"Anthropic client error: {type(exc).__name__}")
+
+
+class AnthropicLLM:
+    """Implements `app.ports.LLM`. Build it once per process with `from_settings`."""
+
+    def __init__(self, client: anthropic.AsyncAnthropic, *, model: str) -> None:
+        self._client = client
+        self._model = model
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AnthropicLLM:
+        if settings.anthropic_api_key is None:
+            raise LLMFatal("ANTHROPIC_API_KEY is not set: set it, or use LLM_BACKEND=offline")
+        client = anthropic.AsyncAnthropic(
+            api_key=settings.anthropic_api_key.get_secret_value(),
+            base_url=settings.anthropic_base_url,
+            max_retries=settings.anthropic_max_retries,
+            timeout=settings.anthropic_timeout_seconds,
+        )
+        return cls(client, model=settings.anthropic_model)
+
+    @property
+    def provider(self) -> str:
+        return "anthropic"
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+    # --- the four tasks -----------------------------------------------------------------------
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        parsed, call = await self._tool_call(
+            task="extract_facts",
+            system=prompts.EXTRACT_SYSTEM,
+            user=prompts.extraction_message(request),
+            max_tokens=MAX_TOKENS["extract_facts"],
+            reply_model=prompts.ExtractedFacts,
+        )
+        return LLMReply(value=parsed.to_facts(), call=call)
+
+    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
+        parsed, call = await self._tool_call(
+            task="reduce_facts",
+            system=prompts.REDUCE_SYSTEM,
+            user=prompts.reduce_message(request),
+            max_tokens=_reduce_max_tokens(request.target_count),
+            reply_model=prompts.ReducedFacts,
+        )
+        return LLMReply(value=parsed.facts, call=call)
+
+    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
+        message, call = await self._send(
+            task="write_memory",
+            params={
+                "system": prompts.MEMORY_SYSTEM,
+                "messages": [{"role": "user", "content": prompts.memory_message(request)}],
+                "max_tokens": MAX_TOKENS["write_memory"],
+            },
+        )
+        text = "".join(block.text for block in message.content if block.type == "text").strip()
+        return LLMReply(value=text, call=call)
+
+    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
+        parsed, call = await self._tool_call(
+            task="write_sections",
+            system=prompts.SECTIONS_SYSTEM,
+            user=prompts.sections_message(request),
+            max_tokens=MAX_TOKENS["write_sections"],
+            reply_model=SectionSet,
+        )
+        return LLMReply(value=parsed.model_dump(), call=call)
+
+    # --- one call -----------------------------------------------------------------------------
+
+    async def _tool_call(
+        self, *, task: str, system: str, user: str, max_tokens: int, reply_model: type[_M]
+    ) -> tuple[_M, LLMCall]:
+        tool = prompts.tool_for(task)
+        assert tool is not None, task
+        message, call = await self._send(
+            task=task,
+            params={
+                "system": system,
+                "messages": [{"role": "user", "content": user}],
+                "max_tokens": max_tokens,
+                "tools": [tool.param()],
+                "tool_choice": {"type": "tool", "name": tool.name},
+            },
+        )
+        block = next(
+            (b for b in message.content if b.type == "tool_use" and b.name == tool.name), None
+        )
+        if block is None:
+            raise LLMBadOutput(
+                f"{task}: the reply did not call {tool.name} (request id {call.request_id})"
+            )
+        try:
+            return reply_model.model_validate(block.input), call
+        except ValidationError as exc:
+            raise LLMBadOutput(
+                f"{task}: the reply did not match the {tool.name} schema "
+                f"({exc.error_count()} errors; request id {call.request_id})"
+            ) from exc
+
+    async def _send(self, *, task: str, params: dict[str, Any]) -> tuple[Message, LLMCall]:
+        """One request through the SDK (its retries included); stop_reason checked first."""
+        started = time.perf_counter()
+        try:
+            raw = await self._client.messages.with_raw_response.create(model=self._model, **params)
+        except anthropic.AnthropicError as exc:
+            error = translate_error(exc, model=self._model)
+            _log.warning(
+                "llm.call_failed",
+                task=task,
+                model=self._model,
+                error=type(error).__name__,
+                status=getattr(exc, "status_code", None),
+                request_id=getattr(exc, "request_id", None),
+                duration_ms=round((time.perf_counter() - started) * 1000),
+            )
+            raise error from exc
+        try:
+            message = await raw.parse()
+        except (ValueError, anthropic.AnthropicError) as exc:  # a 200 whose body is not a Message
+            _log.warning(
+                "llm.call_failed",
+                task=task,
+                model=self._model,
+                error="LLMBadOutput",
+                request_id=raw.request_id,
+            )
+            raise LLMBadOutput(
+                f"{task}: Anthropic's reply body was not a valid message (request id "
+                f"{raw.request_id})"
+            ) from exc
+        usage = message.usage
+        call = LLMCall(
+            task=task,
+            model=message.model or self._model,
+            usage=LLMUsage(
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            ),
+            request_id=raw.request_id,
+            retries=raw.retries_taken,
+            duration_ms=round((time.perf_counter() - started) * 1000),
+        )
+        _log.info(
+            "llm.call",
+            task=task,
+            model=call.model,
+            stop_reason=message.stop_reason,
+            input_tokens=call.usage.input_tokens,
+            output_tokens=call.usage.output_tokens,
+            cache_creation_tokens=call.usage.cache_creation_input_tokens,
+            cache_read_tokens=call.usage.cache_read_input_tokens,
+            retries=call.retries,
+            duration_ms=call.duration_ms,
+            request_id=call.request_id,
+        )
+        _check_stop(message, call)
+        return message, call
+
+
+def _check_stop(message: Message, call: LLMCall) -> None:
+    reason = message.stop_reason
+    if reason == "max_tokens":
+        raise LLMBadOutput(
+            f"{call.task}: the reply was truncated at max_tokens "
+            f"({call.usage.output_tokens} output tokens; request id {call.request_id})"
+        )
+    if reason == "refusal":
+        raise LLMRefused(
+            f"{call.task}: the model declined this input (request id {call.request_id}); "
+            "retrying the same input will not help"
+        )
+    if reason == "model_context_window_exceeded":
+        raise LLMBadOutput(
+            f"{call.task}: the prompt filled the model's context window (request id "
+            f"{call.request_id}): send less text"
+        )
