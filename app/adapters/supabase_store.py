@@ -1,0 +1,405 @@
+"""`Store` over Supabase: PostgREST for rows and job RPCs, Storage for exports (DESIGN §9).
+
+Only columns the migrations create are ever written (checked here before any request); chunk and
+fact-cache writes are idempotent upserts in small batches; jobs move only through the SQL functions
+in supabase/migrations, which hold the queue's guarantees (leases, SKIP LOCKED, one active job).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from app.adapters.postgrest import PostgrestError, SupabaseHttp
+from app.adapters.rows import chunk_row, job_from_row
+from app.config import Settings
+from app.domain import (
+    PROFILE_COLUMNS,
+    Chunk,
+    Fact,
+    Job,
+    JobStatus,
+    NewJob,
+    fact_from_json,
+    fact_to_json,
+)
+from app.errors import ConfigError, JobNotFound, ProfileNotFound, StoreError, StoreUnavailable
+from app.ports import JOB_UPDATABLE_COLUMNS
+
+__all__ = ["PROFILE_STATUS_COLUMNS", "SupabaseStore"]
+
+PROFILE_STATUS_COLUMNS = (
+    "full_pass_status",
+    "full_pass_started_at",
+    "full_pass_completed_at",
+    "full_pass_error",
+)
+# In-list filters travel in the URL: 100 hashes of 64 hex chars keep it near 7 KB, and a batch
+# can never reach PostgREST's silent 1,000-row cap (the key makes each hash match one row).
+_HASHES_PER_READ = 100
+_FACT_CACHE_KEY = "user_id,content_hash,extractor_version"
+_WRITE_BLOCK = 1024 * 1024
+_FINAL_OR_QUEUED = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.QUEUED})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _quoted_list(values: Sequence[str]) -> str:
+    """`in.(...)` with every value double-quoted, so commas or parentheses cannot split it."""
+    items = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
+    return "(" + ",".join(f'"{item}"' for item in items) + ")"
+
+
+def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table: str) -> None:
+    unknown = sorted(set(fields) - allowed)
+    if unknown:
+        raise StoreError(
+            f"{table} has no writable column(s) {unknown}; refusing the write "
+            f"(allowed: {sorted(allowed)})",
+            table=table,
+        )
+
+
+class SupabaseStore:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        *,
+        url: str,
+        service_key: str,
+        max_retries: int = 3,
+        chunk_batch_size: int = 100,
+        retry_base_delay: float = 0.5,
+        owns_client: bool = False,
+    ) -> None:
+        self._http = SupabaseHttp(
+            client,
+            base_url=url,
+            service_key=service_key,
+            max_retries=max_retries,
+            retry_base_delay=retry_base_delay,
+        )
+        self._batch = chunk_batch_size
+        self._owns_client = owns_client
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SupabaseStore:
+        """Build the store with its own long-lived client, closed by `aclose()`."""
+        if not settings.supabase_url or settings.supabase_service_key is None:
+            raise ConfigError(
+                "the Supabase store needs SUPABASE_URL and SUPABASE_SERVICE_KEY; set both, "
+                "or unset SUPABASE_URL to use the local store"
+            )
+        timeout = httpx.Timeout(settings.supabase_timeout_seconds, connect=10.0)
+        client = httpx.AsyncClient(
+            timeout=timeout, limits=httpx.Limits(max_connections=20, max_keepalive_connections=10)
+        )
+        return cls(
+            client,
+            url=settings.supabase_url,
+            service_key=settings.supabase_service_key.get_secret_value(),
+            max_retries=settings.supabase_max_retries,
+            chunk_batch_size=settings.chunk_batch_size,
+            owns_client=True,
+        )
+
+    async def aclose(self) -> None:
+        if self._owns_client:
+            await self._http.client.aclose()
+
+    async def ping(self) -> None:
+        await self._http.request(
+            "GET",
+            "/rest/v1/processing_jobs",
+            table="processing_jobs",
+            action="ping",
+            params={"select": "id", "limit": "1"},
+        )
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    async def _rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
+        response = await self._http.request(
+            "POST",
+            f"/rest/v1/rpc/{fn}",
+            table=fn,
+            action="rpc",
+            json={k: _jsonable(v) for k, v in args.items()},
+        )
+        return response.json()
+
+    async def _select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        response = await self._http.request(
+            "GET", f"/rest/v1/{table}", table=table, action="select", params=params
+        )
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    async def _patch(self, table: str, *, key: str, value: str, body: Mapping[str, Any]) -> int:
+        """PATCH one row by key; the representation tells whether a row matched at all."""
+        response = await self._http.request(
+            "PATCH",
+            f"/rest/v1/{table}",
+            table=table,
+            action="update",
+            params={key: f"eq.{value}", "select": key},
+            json={k: _jsonable(v) for k, v in body.items()},
+            headers={"Prefer": "return=representation"},
+        )
+        return len(response.json())
+
+    async def _upsert(self, table: str, *, on_conflict: str, rows: list[dict[str, Any]]) -> None:
+        columns = ",".join(rows[0])
+        await self._http.request(
+            "POST",
+            f"/rest/v1/{table}",
+            table=table,
+            action="upsert",
+            params={"on_conflict": on_conflict, "columns": columns},
+            json=rows,
+            headers={"Prefer": "resolution=merge-duplicates,return=minimal"},
+        )
+
+    # --- user_profiles ---------------------------------------------------------------------
+
+    async def update_profile(self, user_id: str, fields: Mapping[str, Any]) -> None:
+        _refuse_unknown(fields, PROFILE_COLUMNS, table="user_profiles")
+        if not fields:
+            return
+        if not _is_uuid(user_id) or not await self._patch(
+            "user_profiles", key="user_id", value=user_id, body=fields
+        ):
+            raise ProfileNotFound(
+                f"no user_profiles row for user {user_id}: create the profile before a full pass",
+                table="user_profiles",
+            )
+
+    async def get_profile_status(self, user_id: str) -> dict[str, Any] | None:
+        if not _is_uuid(user_id):
+            return None
+        rows = await self._select(
+            "user_profiles",
+            {"user_id": f"eq.{user_id}", "select": ",".join(PROFILE_STATUS_COLUMNS)},
+        )
+        return rows[0] if rows else None
+
+    # --- processing_jobs -------------------------------------------------------------------
+
+    async def enqueue_job(self, new: NewJob) -> tuple[Job, bool]:
+        result = await self._rpc(
+            "enqueue_full_pass_job",
+            {
+                "p_user_id": new.user_id,
+                "p_storage_path": new.storage_path,
+                "p_conversation_count": new.conversation_count,
+                "p_message_count": new.message_count,
+                "p_pipeline_version": new.pipeline_version,
+                "p_max_attempts": new.max_attempts,
+                "p_force": new.force,
+            },
+        )
+        return job_from_row(result["job"]), bool(result["created"])
+
+    async def get_job(self, job_id: str) -> Job | None:
+        if not _is_uuid(job_id):
+            return None
+        rows = await self._select("processing_jobs", {"id": f"eq.{job_id}", "select": "*"})
+        return job_from_row(rows[0]) if rows else None
+
+    async def latest_job_for_user(self, user_id: str) -> Job | None:
+        if not _is_uuid(user_id):
+            return None
+        rows = await self._select(
+            "processing_jobs",
+            {"user_id": f"eq.{user_id}", "select": "*", "order": "created_at.desc", "limit": "1"},
+        )
+        return job_from_row(rows[0]) if rows else None
+
+    async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
+        rows = await self._rpc(
+            "claim_next_job", {"p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
+        )
+        return job_from_row(rows[0]) if rows else None
+
+    async def renew_lease(self, *, job_id: str, worker_id: str, lease_seconds: int) -> bool:
+        args = {"p_job_id": job_id, "p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
+        return bool(await self._rpc("renew_job_lease", args))
+
+    async def finish_job(
+        self,
+        *,
+        job_id: str,
+        worker_id: str,
+        status: JobStatus,
+        error_message: str | None = None,
+        run_after: datetime | None = None,
+        count_attempt: bool = True,
+    ) -> bool:
+        if status not in _FINAL_OR_QUEUED:
+            raise ValueError(f"a job cannot be finished as {status.value!r}")
+        args = {
+            "p_job_id": job_id,
+            "p_worker_id": worker_id,
+            "p_status": status.value,
+            "p_error": error_message,
+            "p_run_after": run_after,
+            "p_count_attempt": count_attempt,
+        }
+        return bool(await self._rpc("finish_job", args))
+
+    async def requeue_job(self, job_id: str) -> Job:
+        if not _is_uuid(job_id):
+            raise JobNotFound(f"no job {job_id}")
+        try:
+            row = await self._rpc("requeue_job", {"p_job_id": job_id})
+        except PostgrestError as exc:
+            if exc.vendor_code == "P0002":
+                raise JobNotFound(f"no job {job_id}") from exc
+            if exc.vendor_code == "23505":
+                raise StoreError(
+                    "the user already has an active job; wait for it to finish before retrying",
+                    table="processing_jobs",
+                ) from exc
+            raise
+        return job_from_row(row)
+
+    async def update_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        _refuse_unknown(fields, JOB_UPDATABLE_COLUMNS, table="processing_jobs")
+        body = {**fields, "updated_at": datetime.now(UTC)}
+        if not _is_uuid(job_id) or not await self._patch(
+            "processing_jobs", key="id", value=job_id, body=body
+        ):
+            raise JobNotFound(f"no job {job_id}")
+
+    # --- conversation_chunks ---------------------------------------------------------------
+
+    async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
+        now = datetime.now(UTC)
+        for start in range(0, len(chunks), self._batch):
+            rows = [
+                {
+                    k: _jsonable(v)
+                    for k, v in chunk_row(c, user_id=user_id, job_id=job_id, now=now).items()
+                }
+                for c in chunks[start : start + self._batch]
+            ]
+            await self._upsert("conversation_chunks", on_conflict="id", rows=rows)
+
+    async def delete_stale_chunks(self, *, user_id: str, job_id: str) -> int:
+        response = await self._http.request(
+            "DELETE",
+            "/rest/v1/conversation_chunks",
+            table="conversation_chunks",
+            action="delete",
+            params={
+                "user_id": f"eq.{user_id}",
+                "or": f"(import_job_id.is.null,import_job_id.neq.{job_id})",
+                "select": "id",
+            },
+            headers={"Prefer": "return=representation"},
+        )
+        return len(response.json())
+
+    async def count_chunks(self, user_id: str) -> int:
+        response = await self._http.request(
+            "GET",
+            "/rest/v1/conversation_chunks",
+            table="conversation_chunks",
+            action="count",
+            params={"user_id": f"eq.{user_id}", "select": "id", "limit": "1"},
+            headers={"Prefer": "count=exact"},
+        )
+        total = response.headers.get("content-range", "").rpartition("/")[2]
+        if not total.isdigit():
+            raise StoreError(
+                f"conversation_chunks: count came back without a total ({total!r})",
+                table="conversation_chunks",
+            )
+        return int(total)
+
+    # --- fact cache ------------------------------------------------------------------------
+
+    async def get_cached_facts(
+        self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
+    ) -> dict[str, list[Fact]]:
+        hashes = list(dict.fromkeys(content_hashes))
+        found: dict[str, list[Fact]] = {}
+        for start in range(0, len(hashes), _HASHES_PER_READ):
+            rows = await self._select(
+                "fact_extraction_cache",
+                {
+                    "user_id": f"eq.{user_id}",
+                    "extractor_version": f"eq.{extractor_version}",
+                    "content_hash": f"in.{_quoted_list(hashes[start : start + _HASHES_PER_READ])}",
+                    "select": "content_hash,facts",
+                },
+            )
+            for row in rows:
+                facts = row["facts"]
+                items = json.loads(facts) if isinstance(facts, str) else facts
+                found[row["content_hash"]] = [fact_from_json(item) for item in items]
+        return found
+
+    async def put_cached_facts(
+        self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
+    ) -> None:
+        now = datetime.now(UTC).isoformat()
+        rows = [
+            {
+                "user_id": user_id,
+                "content_hash": content_hash,
+                "extractor_version": extractor_version,
+                "facts": [fact_to_json(f) for f in facts],
+                "created_at": now,
+            }
+            for content_hash, facts in entries.items()
+        ]
+        for start in range(0, len(rows), self._batch):
+            batch = rows[start : start + self._batch]
+            await self._upsert("fact_extraction_cache", on_conflict=_FACT_CACHE_KEY, rows=batch)
+
+    # --- exports ---------------------------------------------------------------------------
+
+    async def download_export(self, storage_path: str, dest: Path) -> int:
+        bucket, _, key = storage_path.strip("/").partition("/")
+        if not bucket or not key:
+            raise ValueError(f"storage_path must be <bucket>/<path>, got {storage_path!r}")
+        path = "/".join(quote(part, safe="") for part in (bucket, *key.split("/")))
+        written = 0
+        async with self._http.stream(
+            "GET", f"/storage/v1/object/authenticated/{path}", table=storage_path, action="download"
+        ) as response:
+            try:
+                with dest.open("wb") as out:
+                    async for block in response.aiter_bytes(_WRITE_BLOCK):
+                        out.write(block)
+                        written += len(block)
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                raise StoreUnavailable(
+                    f"download of {storage_path!r} broke off after {written} bytes "
+                    f"({type(exc).__name__}); the job will be retried",
+                    table=storage_path,
+                ) from exc
+        return written
