@@ -71,13 +71,13 @@ class Settings(BaseSettings):
     # --- jobs -----------------------------------------------------------------------------
     run_worker: bool = True
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16)
-    lease_seconds: int = Field(default=60, ge=5)
-    heartbeat_seconds: int = Field(default=15, ge=1)
+    lease_seconds: int = Field(default=60, ge=1)
+    heartbeat_seconds: float = Field(default=15, gt=0)
     poll_seconds: float = Field(default=2.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
-    retry_backoff_seconds: int = Field(default=60, ge=0)
-    job_timeout_seconds: int = Field(default=6 * 3600, ge=60)
-    shutdown_grace_seconds: int = Field(default=20, ge=0, le=290)
+    retry_backoff_seconds: float = Field(default=60, ge=0)
+    job_timeout_seconds: float = Field(default=6 * 3600, gt=0)
+    shutdown_grace_seconds: float = Field(default=20, ge=0, le=290)
     alert_webhook: SecretStr | None = None
 
     @field_validator("fact_extraction_concurrency", mode="before")

@@ -193,6 +193,9 @@ class Job:
     export_sha256: str | None = None
     llm_provider: str | None = None
     force: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
 
 

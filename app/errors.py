@@ -9,6 +9,7 @@ __all__ = [
     "BadExport",
     "ConfigError",
     "ExportNotFound",
+    "JobConflict",
     "JobNotFound",
     "LLMBadOutput",
     "LLMError",
@@ -88,6 +89,13 @@ class ProfileNotFound(StoreError):
 
     status_code = 404
     code = "profile_not_found"
+
+
+class JobConflict(StoreError):
+    """The job is not in a state that allows the request (e.g. retrying a job that has not failed)."""
+
+    status_code = 409
+    code = "job_conflict"
 
 
 class ExportNotFound(StoreError):

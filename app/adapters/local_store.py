@@ -31,7 +31,7 @@ from app.domain import (
     fact_from_json,
     fact_to_json,
 )
-from app.errors import ExportNotFound, JobNotFound, ProfileNotFound, StoreError
+from app.errors import ExportNotFound, JobConflict, JobNotFound, ProfileNotFound, StoreError
 from app.ports import JOB_UPDATABLE_COLUMNS
 
 __all__ = ["LocalStore"]
@@ -321,7 +321,7 @@ class LocalStore:
             if row is None:
                 raise JobNotFound(f"no job {job_id}")
             if row["status"] != JobStatus.FAILED.value:
-                raise StoreError(
+                raise JobConflict(
                     f"job {job_id} is {row['status']}: only a failed job can be retried",
                     table="processing_jobs",
                 )
@@ -339,7 +339,7 @@ class LocalStore:
         try:
             return job_from_row(dict(await self._write(requeue)))
         except sqlite3.IntegrityError as exc:
-            raise StoreError(
+            raise JobConflict(
                 "the user already has an active job; wait for it to finish before retrying",
                 table="processing_jobs",
             ) from exc

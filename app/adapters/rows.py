@@ -80,5 +80,8 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         export_sha256=row.get("export_sha256"),
         llm_provider=row.get("llm_provider"),
         force=bool(row.get("force")),
+        input_tokens=int(row.get("input_tokens") or 0),
+        output_tokens=int(row.get("output_tokens") or 0),
+        cost_usd=float(row.get("cost_usd") or 0),
         stats=dict(stats),
     )

@@ -1,0 +1,125 @@
+"""Thin routes (DESIGN §5): validate, call the store, shape the reply."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from uuid import UUID
+
+import structlog
+from fastapi import APIRouter, status
+
+from app.api.deps import Authorized, ServicesDep
+from app.api.paths import validate_storage_path
+from app.api.schemas import ErrorResponse, FullPassView, JobView, ProcessAccepted, ProcessRequest
+from app.domain import FullPassStatus, NewJob
+from app.errors import JobNotFound, NotFound, ProfileNotFound
+
+__all__ = ["router"]
+
+log = structlog.get_logger(__name__)
+
+router = APIRouter()
+
+_ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": ErrorResponse} for code in (401, 404, 413, 422, 502, 503)
+}
+
+
+@router.get("/health", tags=["ops"])
+async def health() -> dict[str, str]:
+    """Liveness: the process answers. Cheap by design (Render polls it)."""
+    return {"status": "ok"}
+
+
+@router.get("/ready", tags=["ops"], dependencies=[Authorized], responses=_ERRORS)
+async def ready(services: ServicesDep) -> dict[str, str]:
+    """Readiness: the store answers."""
+    await services.store.ping()
+    return {"status": "ready", "store": type(services.store).__name__, "llm": services.llm.provider}
+
+
+@router.post(
+    "/process-full-v2",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Authorized],
+    responses=_ERRORS,
+    tags=["full pass"],
+)
+async def process_full_v2(body: ProcessRequest, services: ServicesDep) -> ProcessAccepted:
+    """Queue a full pass for the user, or return the one already queued or running."""
+    user_id = str(body.user_id)
+    storage_path = validate_storage_path(
+        body.storage_path, user_id=user_id, allowed_buckets=services.settings.allowed_buckets
+    )
+    store = services.store
+    if await store.get_profile_status(user_id) is None:
+        raise ProfileNotFound(
+            f"no user_profiles row for user {user_id}: create the profile before importing"
+        )
+    job, created = await store.enqueue_job(
+        NewJob(
+            user_id=user_id,
+            storage_path=storage_path,
+            conversation_count=body.conversation_count,
+            message_count=body.message_count,
+            max_attempts=services.settings.max_attempts,
+            force=body.force,
+        )
+    )
+    if created:
+        await store.update_profile(
+            user_id,
+            {
+                "full_pass_status": FullPassStatus.PROCESSING.value,
+                "full_pass_started_at": datetime.now(UTC),
+                "full_pass_error": None,
+            },
+        )
+    log.info("job.requested", job_id=job.id, user_id=user_id, created=created)
+    return ProcessAccepted(job_id=job.id, user_id=user_id, created=created, job=JobView.of(job))
+
+
+@router.get("/jobs/{job_id}", dependencies=[Authorized], responses=_ERRORS, tags=["full pass"])
+async def get_job(job_id: UUID, services: ServicesDep) -> JobView:
+    job = await services.store.get_job(str(job_id))
+    if job is None:
+        raise JobNotFound(f"no job {job_id}")
+    return JobView.of(job)
+
+
+@router.post(
+    "/jobs/{job_id}/retry",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Authorized],
+    responses={**_ERRORS, 409: {"model": ErrorResponse}},
+    tags=["full pass"],
+)
+async def retry_job(job_id: UUID, services: ServicesDep) -> JobView:
+    """Put a failed job back on the queue (operator action after fixing the cause)."""
+    job = await services.store.requeue_job(str(job_id))
+    await services.store.update_profile(
+        job.user_id,
+        {"full_pass_status": FullPassStatus.PROCESSING.value, "full_pass_error": None},
+    )
+    log.info("job.retry_requested", job_id=job.id, user_id=job.user_id)
+    return JobView.of(job)
+
+
+@router.get(
+    "/users/{user_id}/full-pass", dependencies=[Authorized], responses=_ERRORS, tags=["full pass"]
+)
+async def get_full_pass(user_id: UUID, services: ServicesDep) -> FullPassView:
+    uid = str(user_id)
+    profile = await services.store.get_profile_status(uid)
+    job = await services.store.latest_job_for_user(uid)
+    if profile is None and job is None:
+        raise NotFound(f"no profile and no full-pass job for user {uid}")
+    profile = profile or {}
+    return FullPassView(
+        user_id=uid,
+        full_pass_status=profile.get("full_pass_status"),
+        full_pass_started_at=profile.get("full_pass_started_at"),
+        full_pass_completed_at=profile.get("full_pass_completed_at"),
+        full_pass_error=profile.get("full_pass_error"),
+        job=JobView.of(job) if job else None,
+    )

@@ -1,0 +1,272 @@
+"""The worker loop: claim due jobs, hold their lease by heartbeat, run the pipeline, finish.
+
+A job's life is exact under restarts:
+- a deploy (SIGTERM) stops claiming, lets running work finish within the grace period, then
+  releases the lease — the job goes back to the queue, the attempt is not counted, the profile stays
+  `processing`;
+- a crash leaves the lease to expire; any runner (this one restarted, or another instance) takes it;
+- a real failure counts an attempt and is retried after a backoff, unless it cannot succeed by
+  retrying (a bad export, a rejected key); after the last attempt the job is failed for good, the
+  profile says why, and the alert webhook is told.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from app.alerts import Alerter
+from app.config import Settings
+from app.domain import FullPassStatus, Job, JobStatus
+from app.errors import (
+    AppError,
+    BadExport,
+    ConfigError,
+    ExportNotFound,
+    LLMFatal,
+    LLMRefused,
+    ProfileNotFound,
+    StoreError,
+    StoreUnavailable,
+)
+from app.ports import LLM, Store
+from app.processors.context import JobContext, Pipeline, StepFailed
+
+__all__ = ["JobRunner", "failure_message", "is_permanent"]
+
+log = structlog.get_logger(__name__)
+
+MAX_ERROR_CHARS = 500
+_PERMANENT = (BadExport, ExportNotFound, ProfileNotFound, LLMFatal, LLMRefused, ConfigError)
+
+
+def failure_message(step: str | None, error: BaseException) -> str:
+    """`"<step>: <ErrorType>: <message>"`, at most 500 characters (DESIGN §3)."""
+    detail = error.message if isinstance(error, AppError) else str(error)
+    text = f"{step or 'unknown'}: {type(error).__name__}: {detail or 'no detail'}"
+    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
+
+
+def is_permanent(error: BaseException) -> bool:
+    """True when trying the same job again cannot help (bad input, bad key, missing profile)."""
+    if isinstance(error, _PERMANENT):
+        return True
+    return isinstance(error, StoreError) and not isinstance(error, StoreUnavailable)
+
+
+class JobRunner:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        llm: LLM,
+        settings: Settings,
+        pipelines: Mapping[str, Pipeline],
+        alerter: Alerter,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.llm = llm
+        self.settings = settings
+        self.pipelines = pipelines
+        self.alerter = alerter
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._stopping = asyncio.Event()
+        self._running: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._claim_loop(), name="job-runner")
+        slots = self.settings.max_concurrent_jobs
+        log.info("runner.started", worker_id=self.worker_id, slots=slots)
+
+    async def stop(self) -> None:
+        """Stop claiming; give running jobs the grace period; then release what is left."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._running:
+            log.info("runner.draining", jobs=len(self._running))
+            _, pending = await asyncio.wait(
+                self._running, timeout=self.settings.shutdown_grace_seconds
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        log.info("runner.stopped", worker_id=self.worker_id)
+
+    async def run_until_stopped(self) -> None:
+        self.start()
+        await self._stopping.wait()
+
+    @property
+    def busy(self) -> int:
+        return len(self._running)
+
+    # --- claiming --------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        while not self._stopping.is_set():
+            claimed = False
+            if len(self._running) < self.settings.max_concurrent_jobs:
+                claimed = await self._claim_one()
+            if not claimed:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.settings.poll_seconds)
+
+    async def _claim_one(self) -> bool:
+        try:
+            job = await self.store.claim_job(
+                worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+            )
+        except AppError as exc:
+            log.warning("runner.claim_failed", error_type=type(exc).__name__, error=exc.message)
+            return False
+        if job is None:
+            return False
+        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return True
+
+    # --- one job ---------------------------------------------------------------------------
+
+    async def _run(self, job: Job) -> None:
+        with structlog.contextvars.bound_contextvars(job_id=job.id, user_id=job.user_id):
+            log.info("job.claimed", attempt=job.attempts, max_attempts=job.max_attempts)
+            ctx = JobContext(job=job, store=self.store, llm=self.llm, settings=self.settings)
+            lease_lost = asyncio.Event()
+            work = asyncio.create_task(self._work(job, ctx))
+            heartbeat = asyncio.create_task(self._heartbeat(job, work, lease_lost))
+            try:
+                await work
+            except asyncio.CancelledError:
+                if lease_lost.is_set():
+                    # Another worker took the job over (our lease expired): hands off.
+                    log.warning("job.lease_lost")
+                    return
+                work.cancel()
+                await self._release(job)
+                raise
+            except Exception as exc:
+                await self._fail(job, ctx, exc)
+            else:
+                await self._finish(job, JobStatus.COMPLETE)
+                log.info("job.completed", durations_ms=ctx.durations_ms)
+            finally:
+                heartbeat.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await heartbeat
+
+    async def _work(self, job: Job, ctx: JobContext) -> None:
+        pipeline = self.pipelines.get(job.pipeline_version)
+        if pipeline is None:
+            raise StepFailed(
+                "download_conversations",
+                ConfigError(
+                    f"job was created for pipeline {job.pipeline_version!r}, which this version "
+                    f"of the service does not have ({', '.join(sorted(self.pipelines))})"
+                ),
+            )
+        await self.store.update_profile(
+            job.user_id,
+            {
+                "full_pass_status": FullPassStatus.PROCESSING.value,
+                "full_pass_started_at": datetime.now(UTC),
+                "full_pass_error": None,
+            },
+        )
+        try:
+            async with asyncio.timeout(self.settings.job_timeout_seconds):
+                await pipeline(job, ctx)
+        except TimeoutError as exc:
+            step = ctx.current_step or "unknown"
+            raise StepFailed(step, TimeoutError(f"timed out in {step}")) from exc
+
+    async def _heartbeat(
+        self, job: Job, work: asyncio.Task[None], lease_lost: asyncio.Event
+    ) -> None:
+        """Renew the lease on its own clock, however long a step or an LLM call takes."""
+        interval = self.settings.heartbeat_seconds
+        while not work.done():
+            await asyncio.sleep(interval)
+            try:
+                held = await self.store.renew_lease(
+                    job_id=job.id,
+                    worker_id=self.worker_id,
+                    lease_seconds=self.settings.lease_seconds,
+                )
+            except AppError as exc:
+                log.warning("job.heartbeat_failed", error_type=type(exc).__name__)
+                continue
+            if not held:
+                lease_lost.set()
+                work.cancel()
+                return
+
+    # --- endings ---------------------------------------------------------------------------
+
+    async def _finish(
+        self,
+        job: Job,
+        status: JobStatus,
+        *,
+        error_message: str | None = None,
+        run_after: datetime | None = None,
+        count_attempt: bool = True,
+    ) -> bool:
+        try:
+            return await self.store.finish_job(
+                job_id=job.id,
+                worker_id=self.worker_id,
+                status=status,
+                error_message=error_message,
+                run_after=run_after,
+                count_attempt=count_attempt,
+            )
+        except AppError as exc:
+            log.error("job.finish_failed", status=status.value, error=exc.message)
+            return False
+
+    async def _release(self, job: Job) -> None:
+        released = await self._finish(job, JobStatus.QUEUED, count_attempt=False)
+        log.info("job.released", released=released)
+
+    async def _fail(self, job: Job, ctx: JobContext, exc: Exception) -> None:
+        step: str | None
+        error: BaseException
+        if isinstance(exc, StepFailed):
+            step, error = exc.step, exc.error
+        else:
+            step, error = ctx.current_step, exc
+        message = failure_message(step, error)
+        final = is_permanent(error) or job.attempts >= job.max_attempts
+        if not isinstance(error, AppError):
+            log.error(
+                "job.unexpected_error", step=step, error_type=type(error).__name__, exc_info=error
+            )
+        if not final:
+            backoff = self.settings.retry_backoff_seconds * 2 ** max(0, job.attempts - 1)
+            run_after = datetime.now(UTC) + timedelta(seconds=backoff)
+            await self._finish(job, JobStatus.QUEUED, error_message=message, run_after=run_after)
+            log.warning("job.retry_scheduled", step=step, error=message, backoff_seconds=backoff)
+            return
+        try:
+            await self.store.update_profile(
+                job.user_id,
+                {"full_pass_status": FullPassStatus.FAILED.value, "full_pass_error": message},
+            )
+        except AppError as profile_error:
+            log.error("job.status_write_failed", error=profile_error.message)
+        await self._finish(job, JobStatus.FAILED, error_message=message)
+        log.error("job.failed", step=step, error=message, attempts=job.attempts)
+        await self.alerter.job_failed(job, step=step, error=message)

@@ -1,0 +1,134 @@
+"""The composition root: `create_app(settings)` builds every client once, in the lifespan, hands
+them to routes and the runner as typed state, and closes them on shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import httpx
+import structlog
+from fastapi import FastAPI
+
+from app.alerts import Alerter
+from app.api.deps import Services
+from app.api.handlers import BodySizeLimitMiddleware, install_error_handlers
+from app.api.routes import router
+from app.config import Settings, get_settings
+from app.errors import ConfigError
+from app.jobs import JobRunner
+from app.logging import RequestIdMiddleware, configure_logging
+from app.ports import LLM, Store
+from app.processors.context import Pipeline
+
+__all__ = ["build_llm", "build_store", "check_settings", "create_app", "default_pipelines"]
+
+log = structlog.get_logger(__name__)
+
+
+def check_settings(settings: Settings) -> None:
+    """Refuse to start in a configuration that would be unsafe or cannot work, and say why."""
+    if settings.uses_supabase:
+        if not settings.supabase_url or settings.supabase_service_key is None:
+            raise ConfigError(
+                "the Supabase store needs SUPABASE_URL and SUPABASE_SERVICE_KEY; unset "
+                "SUPABASE_URL to use the local store"
+            )
+        if settings.rlm_api_key is None and not settings.allow_unauthenticated:
+            raise ConfigError(
+                "RLM_API_KEY is not set: with the Supabase store the API would be open to anyone. "
+                "Set RLM_API_KEY (the frontend's shared secret), or ALLOW_UNAUTHENTICATED=true "
+                "if something else guards the service"
+            )
+    if settings.llm_backend == "anthropic" and settings.anthropic_api_key is None:
+        raise ConfigError("LLM_BACKEND=anthropic needs ANTHROPIC_API_KEY")
+
+
+def build_store(settings: Settings) -> Store:
+    if settings.uses_supabase:
+        from app.adapters.supabase_store import SupabaseStore
+
+        return SupabaseStore.from_settings(settings)
+    from app.adapters.local_store import LocalStore
+
+    return LocalStore(settings.local_data_dir)
+
+
+def build_llm(settings: Settings) -> LLM:
+    # Imported here: the offline default should not pay for loading the Anthropic SDK.
+    if settings.uses_anthropic:
+        from app.adapters.anthropic_llm import AnthropicLLM
+
+        return AnthropicLLM.from_settings(settings)
+    from app.adapters.offline_llm import OfflineLLM
+
+    return OfflineLLM()
+
+
+def default_pipelines() -> dict[str, Pipeline]:
+    from app.processors.pipeline import PIPELINES
+
+    return dict(PIPELINES)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    store: Store | None = None,
+    llm: LLM | None = None,
+    pipelines: Mapping[str, Pipeline] | None = None,
+) -> FastAPI:
+    """Build the service. Tests pass their own settings (and may pass a store or an LLM)."""
+    settings = settings or get_settings()
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    check_settings(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack:
+            the_store = store or build_store(settings)
+            if store is None:
+                stack.push_async_callback(the_store.aclose)
+            the_llm = llm or build_llm(settings)
+            if llm is None:
+                stack.push_async_callback(the_llm.aclose)
+            http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
+            webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
+            runner: JobRunner | None = None
+            if settings.run_worker:
+                runner = JobRunner(
+                    store=the_store,
+                    llm=the_llm,
+                    settings=settings,
+                    pipelines=pipelines if pipelines is not None else default_pipelines(),
+                    alerter=Alerter(webhook_url=webhook, client=http),
+                )
+            app.state.services = Services(
+                settings=settings, store=the_store, llm=the_llm, runner=runner
+            )
+            log.info(
+                "service.started",
+                store=type(the_store).__name__,
+                llm=the_llm.provider,
+                model=the_llm.model,
+                worker=runner is not None,
+                auth=settings.rlm_api_key is not None,
+                extraction_concurrency=settings.fact_extraction_concurrency,
+            )
+            if runner is not None:
+                runner.start()
+                stack.push_async_callback(runner.stop)
+            yield
+        log.info("service.stopped")
+
+    app = FastAPI(
+        title="soulprint-rlm",
+        version="0.1.0",
+        summary="Full-pass processing of AI chat-history exports into MEMORY and profile sections.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(router)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    return app

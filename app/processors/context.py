@@ -1,0 +1,91 @@
+"""What a running pipeline is given: the ports, the settings, the job, and step bookkeeping.
+
+`JobContext.step(name)` is the one way a stage announces itself: it binds `step` to every log line,
+logs `step.started` / `step.completed` / `step.failed` with `duration_ms`, and records the step on
+the job row so operators can see where a job is.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from app.config import Settings
+from app.domain import STEPS, Job
+from app.ports import LLM, Store
+
+__all__ = ["JobContext", "Pipeline", "StepFailed"]
+
+log = structlog.get_logger(__name__)
+
+Pipeline = Callable[[Job, "JobContext"], Awaitable[None]]
+
+# Coarse progress at the start of each step; extraction moves it between 35 and 80.
+_STEP_PROGRESS = {
+    "download_conversations": 2,
+    "chunk_conversations": 5,
+    "save_chunks": 10,
+    "extract_facts": 35,
+    "consolidate_facts": 80,
+    "hierarchical_reduce": 83,
+    "generate_memory": 86,
+    "save_memory": 90,
+    "v2_regeneration": 92,
+    "complete": 98,
+}
+
+
+class StepFailed(Exception):
+    """Carries the step a failure happened in to the runner, which writes the status."""
+
+    def __init__(self, step: str, error: BaseException) -> None:
+        super().__init__(f"{step}: {type(error).__name__}: {error}")
+        self.step = step
+        self.error = error
+
+
+@dataclass
+class JobContext:
+    job: Job
+    store: Store
+    llm: LLM
+    settings: Settings
+    durations_ms: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+    current_step: str | None = None
+    _clock: Callable[[], float] = time.monotonic
+
+    @asynccontextmanager
+    async def step(self, name: str, **fields: Any) -> AsyncIterator[None]:
+        if name not in STEPS:
+            raise ValueError(f"unknown step {name!r}")
+        self.current_step = name
+        started = self._clock()
+        with structlog.contextvars.bound_contextvars(step=name):
+            log.info("step.started", **fields)
+            await self.store.update_job(
+                self.job.id, {"current_step": name, "progress": _STEP_PROGRESS[name]}
+            )
+            try:
+                yield
+            except StepFailed:
+                raise
+            except Exception as exc:
+                duration = int((self._clock() - started) * 1000)
+                log.warning("step.failed", error_type=type(exc).__name__, duration_ms=duration)
+                raise StepFailed(name, exc) from exc
+            duration = int((self._clock() - started) * 1000)
+            self.durations_ms[name] = self.durations_ms.get(name, 0) + duration
+            log.info("step.completed", duration_ms=duration, **self.counts.get(name, {}))
+
+    def count(self, step: str, **values: Any) -> None:
+        """Counts reported on the step's completion line and kept for the job's stats."""
+        self.counts.setdefault(step, {}).update(values)
+
+    async def progress(self, percent: int) -> None:
+        await self.store.update_job(self.job.id, {"progress": max(0, min(99, percent))})
