@@ -11,6 +11,7 @@ __all__ = [
     "ExportNotFound",
     "JobConflict",
     "JobNotFound",
+    "JobTimedOut",
     "LLMBadOutput",
     "LLMError",
     "LLMFatal",
@@ -92,7 +93,7 @@ class ProfileNotFound(StoreError):
 
 
 class JobConflict(StoreError):
-    """The job is not in a state that allows the request (e.g. retrying a job that has not failed)."""
+    """The job's state does not allow the request (e.g. retrying a job that has not failed)."""
 
     status_code = 409
     code = "job_conflict"
@@ -117,6 +118,12 @@ class BadExport(PipelineError):
 
     status_code = 422
     code = "bad_export"
+
+
+class JobTimedOut(PipelineError):
+    """The job ran past JOB_TIMEOUT_SECONDS; retrying the same work would time out again."""
+
+    code = "job_timed_out"
 
 
 # --- LLM ---------------------------------------------------------------------------------

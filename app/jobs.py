@@ -30,6 +30,7 @@ from app.errors import (
     BadExport,
     ConfigError,
     ExportNotFound,
+    JobTimedOut,
     LLMFatal,
     LLMRefused,
     ProfileNotFound,
@@ -44,7 +45,15 @@ __all__ = ["JobRunner", "failure_message", "is_permanent"]
 log = structlog.get_logger(__name__)
 
 MAX_ERROR_CHARS = 500
-_PERMANENT = (BadExport, ExportNotFound, ProfileNotFound, LLMFatal, LLMRefused, ConfigError)
+_PERMANENT = (
+    BadExport,
+    ExportNotFound,
+    ProfileNotFound,
+    LLMFatal,
+    LLMRefused,
+    ConfigError,
+    JobTimedOut,
+)
 
 
 def failure_message(step: str | None, error: BaseException) -> str:
@@ -190,7 +199,8 @@ class JobRunner:
                 await pipeline(job, ctx)
         except TimeoutError as exc:
             step = ctx.current_step or "unknown"
-            raise StepFailed(step, TimeoutError(f"timed out in {step}")) from exc
+            limit = self.settings.job_timeout_seconds
+            raise StepFailed(step, JobTimedOut(f"timed out in {step} after {limit:g} s")) from exc
 
     async def _heartbeat(
         self, job: Job, work: asyncio.Task[None], lease_lost: asyncio.Event
