@@ -1,0 +1,403 @@
+"""extract_facts: one LLM call per uncached chunk, a bounded number in flight, paid once.
+
+What the model sees is `build_extraction_text`: the user's own words, and of the assistant only
+the tail of the turn the user is answering (docs/EXTRACTION.md has the reasons and the numbers).
+Results are cached per (user, chunk content hash, EXTRACTOR_VERSION), so a re-run, or a later
+export that repeats old conversations, makes no call for a chunk already done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+
+import structlog
+
+from app.domain import Chunk, Fact, UserSignal
+from app.errors import LLMError, LLMFatal, PipelineError
+from app.ports import LLM, ExtractionRequest, Store
+from app.processors.extraction_run import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
+from app.processors.ledger import CostLedger
+from app.processors.prompts import PROMPT_VERSION
+
+__all__ = [
+    "DEFAULT_ASSISTANT_CONTEXT_CHARS",
+    "EXTRACTOR_VERSION",
+    "ExtractionOutcome",
+    "build_extraction_text",
+    "extract_facts",
+    "signal_batches",
+]
+
+# t1: the text layout below. Bump the "t" part when build_extraction_text changes what it emits;
+# the prompt's own version (PROMPT_VERSION) follows it, so either change invalidates the cache.
+EXTRACTOR_VERSION = f"t1-{PROMPT_VERSION}"
+DEFAULT_ASSISTANT_CONTEXT_CHARS = 300
+STEP = "extract_facts"
+SIGNAL_BATCH_CHARS = 20_000
+_CODE_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
+_KEEP_CODE_CHARS = 400
+_log = structlog.get_logger(__name__)
+
+SignalSource = Callable[[], Sequence[UserSignal]] | Sequence[UserSignal]
+
+
+@dataclass(slots=True)
+class ExtractionOutcome:
+    facts: list[Fact] = field(default_factory=list)
+    chunks_total: int = 0
+    chunks_cached: int = 0  # answered by the cache (or by an identical chunk earlier in this run)
+    chunks_extracted: int = 0
+    chunks_failed: int = 0
+    chunks_skipped: int = 0  # no words of the user's: no call
+    failures_by_kind: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    concurrency: int = 0
+    signal_batches: int = 0
+    chars_sent: int = 0
+    chars_in_chunks: int = 0
+
+
+def _tail(text: str, limit: int) -> str:
+    """The end of an assistant turn, cut at a word boundary: usually the question being answered."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[len(text) - limit :]
+    space = cut.find(" ")
+    return "…" + (cut[space + 1 :] if 0 <= space < 40 else cut)
+
+
+def _fold_code(text: str) -> str:
+    """Long pasted code says little about the person: keep its first lines, note the rest."""
+
+    def fold(match: re.Match[str]) -> str:
+        lang, body = match.group(1).strip(), match.group(2)
+        if len(body) <= _KEEP_CODE_CHARS:
+            return match.group(0)
+        head = body[:_KEEP_CODE_CHARS].rsplit("\n", 1)[0]
+        return f"```{lang}\n{head}\n[… {body.count(chr(10)) + 1} lines of code in all]\n```"
+
+    return _CODE_FENCE.sub(fold, text)
+
+
+def build_extraction_text(
+    chunk: Chunk, *, assistant_context_chars: int = DEFAULT_ASSISTANT_CONTEXT_CHARS
+) -> str:
+    """The text the model reads for this chunk; "" when the chunk has no words of the user's.
+
+    Every user turn, in order, in full (long code blocks folded). Before each, the last
+    `assistant_context_chars` of the assistant turn it answers, marked as context. A chunk
+    without structured messages is sent as it is.
+    """
+    if not chunk.messages:
+        return chunk.content.strip()
+    lines: list[str] = []
+    previous_assistant = ""
+    for message in chunk.messages:
+        text = message.text.strip()
+        if message.role == "assistant":
+            previous_assistant = text
+            continue
+        if not text:
+            continue
+        if previous_assistant and assistant_context_chars > 0:
+            context = _tail(previous_assistant, assistant_context_chars)
+            lines.append(f"Assistant (context): {context}")
+        lines.append(f"User: {_fold_code(text)}")
+        previous_assistant = ""
+    return "\n\n".join(lines)
+
+
+def _signal_key(signals: Sequence[UserSignal]) -> str:
+    digest = hashlib.sha256()
+    for signal in signals:
+        digest.update(f"{signal.kind}\x00{signal.text}\x01".encode())
+    return "signals:" + digest.hexdigest()
+
+
+def signal_batches(signals: Sequence[UserSignal]) -> list[tuple[UserSignal, ...]]:
+    """The signals in order, grouped so no call carries more than ~20k characters of them."""
+    batches: list[tuple[UserSignal, ...]] = []
+    current: list[UserSignal] = []
+    size = 0
+    for signal in signals:
+        if not signal.text.strip():
+            continue
+        if current and size + len(signal.text) > SIGNAL_BATCH_CHARS:
+            batches.append(tuple(current))
+            current, size = [], 0
+        current.append(signal)
+        size += len(signal.text)
+    if current:
+        batches.append(tuple(current))
+    return batches
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    """One call's worth of work: a chunk, or a batch of user signals."""
+
+    key: str
+    request: ExtractionRequest
+    conversation_id: str | None
+    date: date | None
+    from_signal: bool = False
+
+    def attach(self, facts: Sequence[Fact]) -> list[Fact]:
+        return [
+            replace(
+                f,
+                conversation_id=self.conversation_id,
+                date=self.date,
+                from_signal=f.from_signal or self.from_signal,
+            )
+            for f in facts
+        ]
+
+
+def _chunk_unit(chunk: Chunk, text: str) -> _Unit:
+    day = chunk.created_at.date() if chunk.created_at else None
+    request = ExtractionRequest(
+        chunk_id=chunk.id,
+        conversation_id=chunk.conversation_id,
+        title=chunk.title,
+        date=day,
+        text=text,
+    )
+    return _Unit(chunk.content_hash, request, chunk.conversation_id, day)
+
+
+def _signal_unit(batch: tuple[UserSignal, ...]) -> _Unit:
+    conversations = {s.conversation_id for s in batch if s.conversation_id}
+    dates = [s.created_at.date() for s in batch if s.created_at]
+    key = _signal_key(batch)
+    request = ExtractionRequest(
+        chunk_id=key,
+        conversation_id=next(iter(conversations)) if len(conversations) == 1 else "",
+        title="The user's own notes about themselves",
+        date=max(dates) if dates else None,
+        text="",
+        signals=batch,
+    )
+    cid = request.conversation_id or None
+    return _Unit(key, request, cid, request.date, from_signal=True)
+
+
+class _Run:
+    def __init__(
+        self,
+        *,
+        user_id: str,
+        llm: LLM,
+        store: Store,
+        ledger: CostLedger,
+        concurrency: int,
+        max_failure_ratio: float,
+        expected_total: int | None,
+        version: str,
+    ) -> None:
+        self.user_id, self.llm, self.store, self.ledger = user_id, llm, store, ledger
+        self.version = version
+        self.max_failure_ratio = max_failure_ratio
+        self.expected_total = expected_total
+        self.limit = AdaptiveLimit(concurrency)
+        self.out = ExtractionOutcome(concurrency=concurrency)
+        self.inflight: dict[str, list[_Unit]] = {}
+        self.done: dict[str, list[Fact]] = {}  # extracted, not yet written to the cache
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stop: BaseException | None = None
+        self.on_stop: Callable[[], None] = lambda: None
+
+    # --- scheduling ---------------------------------------------------------------------
+    async def submit(self, units: Sequence[_Unit]) -> None:
+        fresh = [u.key for u in units if u.key not in self.inflight and u.key not in self.done]
+        cached = await self.store.get_cached_facts(
+            user_id=self.user_id, extractor_version=self.version, content_hashes=fresh
+        )
+        hits = 0
+        for unit in units:
+            known = cached.get(unit.key, self.done.get(unit.key))
+            if known is not None:
+                self.out.facts += unit.attach(known)
+                self.out.chunks_cached += 1
+                hits += 1
+            elif unit.key in self.inflight:
+                self.inflight[unit.key].append(unit)  # an identical chunk is being extracted
+            else:
+                await self.limit.acquire()
+                if self.stop is not None:
+                    self.limit.release(outcome="cancelled")
+                    return
+                self.inflight[unit.key] = [unit]
+                task = asyncio.create_task(self._call(unit))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+        self.ledger.record_cache_hits(STEP, hits)
+        if len(self.done) >= 50:
+            await self.flush()
+
+    async def _call(self, unit: _Unit) -> None:
+        epoch = self.limit.epoch
+        outcome: Outcome = "cancelled"
+        try:
+            reply = await self.llm.extract_facts(unit.request)
+            outcome = "ok"
+        except LLMFatal as exc:
+            outcome = "fatal"
+            self._halt(exc)
+            return
+        except LLMError as exc:
+            kind = failure_kind(exc)
+            outcome = "unavailable" if kind == "rate limited" else "failed"
+            self._failed(unit.key, kind, exc)
+            return
+        finally:
+            self.limit.release(outcome=outcome, epoch=epoch)
+        self.out.calls += 1
+        self.ledger.record(STEP, reply.call)
+        raw = [replace(f, conversation_id=None, date=None) for f in reply.value]
+        self.done[unit.key] = raw
+        waiting = self.inflight.pop(unit.key, [unit])
+        self.out.chunks_extracted += 1
+        self.out.chunks_cached += len(waiting) - 1
+        for each in waiting:
+            self.out.facts += each.attach(raw)
+
+    def _failed(self, key: str, kind: str, exc: LLMError) -> None:
+        waiting = self.inflight.pop(key, [])
+        for _ in waiting:
+            self.out.chunks_failed += 1
+            self.out.failures_by_kind[kind] = self.out.failures_by_kind.get(kind, 0) + 1
+            self.ledger.record_failure(STEP, kind)
+        _log.warning(
+            "extract.chunk_failed",
+            chunk_id=waiting[0].request.chunk_id if waiting else None,
+            kind=kind,
+            error=type(exc).__name__,
+            failed=self.out.chunks_failed,
+        )
+        if self.expected_total and self.out.chunks_failed > self.max_failure_ratio * max(
+            self.expected_total, self.out.chunks_total
+        ):
+            self._halt(self.threshold_error(self.expected_total))
+
+    def _halt(self, exc: BaseException) -> None:
+        if self.stop is None:
+            self.stop = exc
+            _log.error("extract.stopping", error=type(exc).__name__, calls=self.out.calls)
+            self.on_stop()
+
+    # --- ending -------------------------------------------------------------------------
+    async def drain(self) -> None:
+        while self.tasks and self.stop is None:
+            await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
+            if len(self.done) >= 50:
+                await self.flush()
+
+    async def abandon(self) -> None:
+        """Stop at once: cancel what is in flight, keep (cache) what already finished."""
+        for task in list(self.tasks):
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.flush()
+
+    async def flush(self) -> None:
+        if not self.done:
+            return
+        entries, self.done = self.done, {}
+        await self.store.put_cached_facts(
+            user_id=self.user_id, extractor_version=self.version, entries=entries
+        )
+
+    def threshold_error(self, total: int) -> PipelineError:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.out.failures_by_kind.items()))
+        return PipelineError(
+            f"{self.out.chunks_failed} of {total} chunks failed ({kinds}); above the "
+            f"{self.max_failure_ratio:.0%} limit — retry the job later"
+        )
+
+
+async def extract_facts(
+    chunks: AsyncIterator[Chunk],
+    *,
+    user_id: str,
+    signals: SignalSource,
+    llm: LLM,
+    store: Store,
+    concurrency: int,
+    max_failure_ratio: float,
+    ledger: CostLedger,
+    assistant_context_chars: int = DEFAULT_ASSISTANT_CONTEXT_CHARS,
+    lookup_batch: int = 50,
+    expected_total: int | None = None,
+    extractor_version: str = EXTRACTOR_VERSION,
+) -> ExtractionOutcome:
+    """Facts of every chunk (as they stream in) and of the user's signals, with provenance.
+
+    Chunk failures are counted; the step fails (PipelineError) when more than
+    `max_failure_ratio` of all chunks failed. `LLMFatal` stops it at once. Whatever finished
+    before a stop is written to the cache first, so a retry does not pay for it again.
+    """
+    run = _Run(
+        user_id=user_id,
+        llm=llm,
+        store=store,
+        ledger=ledger,
+        concurrency=concurrency,
+        max_failure_ratio=max_failure_ratio,
+        expected_total=expected_total,
+        version=extractor_version,
+    )
+    _log.info("extract.started", concurrency=concurrency, extractor_version=extractor_version)
+    feed = ChunkFeed(chunks, batch_size=lookup_batch)
+    run.on_stop = feed.stop
+    try:
+        while run.stop is None and (batch := await feed.next_batch()):
+            units = []
+            for chunk in batch:
+                run.out.chunks_total += 1
+                run.out.chars_in_chunks += len(chunk.content)
+                text = build_extraction_text(chunk, assistant_context_chars=assistant_context_chars)
+                if not text:
+                    run.out.chunks_skipped += 1
+                    continue
+                run.out.chars_sent += len(text)
+                units.append(_chunk_unit(chunk, text))
+            await run.submit(units)
+        if run.stop is None:
+            found = signals() if callable(signals) else signals
+            units = [_signal_unit(b) for b in signal_batches(found)]
+            run.out.signal_batches = len(units)
+            run.out.chunks_total += len(units)
+            await run.submit(units)
+        await run.drain()
+    except BaseException:
+        await run.abandon()
+        await feed.aclose()
+        raise
+    await feed.aclose()
+    if run.stop is not None:
+        await run.abandon()
+        raise run.stop
+    await run.flush()
+    out = run.out
+    _log.info(
+        "extract.finished",
+        chunks=out.chunks_total,
+        cached=out.chunks_cached,
+        extracted=out.chunks_extracted,
+        failed=out.chunks_failed,
+        skipped=out.chunks_skipped,
+        calls=out.calls,
+        facts=len(out.facts),
+        concurrency_end=run.limit.current,
+        max_in_flight=run.limit.max_in_flight,
+    )
+    if out.chunks_total and out.chunks_failed > max_failure_ratio * out.chunks_total:
+        raise run.threshold_error(out.chunks_total)
+    return out
