@@ -1,0 +1,221 @@
+"""The streaming front half of a full pass: parse → chunk → save → extract, overlapped.
+
+The export is parsed in a worker thread (ijson is synchronous) which hands each conversation's
+chunks to the event loop through a bounded queue; a saver upserts them in batches and forwards them
+through a second bounded queue to extraction. The queues are the backpressure: memory stays flat
+whatever the export's size, and the wall time of the three steps approaches the slowest of them,
+not their sum.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from app.domain import Chunk, UserSignal
+from app.processors.chunking import chunk_conversation
+from app.processors.context import JobContext, StepFailed
+from app.processors.export_reader import ExportReader
+from app.processors.extraction import ExtractionOutcome, extract_facts
+from app.processors.ingest_stats import IngestStats
+from app.processors.ledger import CostLedger
+from app.processors.v2_sample import V2Sampler
+
+__all__ = ["IngestResult", "ingest_and_extract"]
+
+log = structlog.get_logger(__name__)
+
+_PARSED_QUEUE = 8  # conversations' chunk lists waiting to be saved
+_SAVED_QUEUE = 256  # chunks waiting for extraction
+_PUT_POLL_SECONDS = 0.5
+_DONE = None
+
+
+@dataclass
+class IngestResult:
+    stats: IngestStats
+    sampler: V2Sampler
+    extraction: ExtractionOutcome
+    export_format: str | None = None
+    signals: list[UserSignal] = field(default_factory=list)
+    stale_chunks_removed: int = 0
+
+
+class _Producer:
+    """Runs in a worker thread; stops promptly when the event loop side gives up."""
+
+    def __init__(
+        self,
+        *,
+        ctx: JobContext,
+        path: Path,
+        out: asyncio.Queue[list[Chunk] | None],
+        loop: asyncio.AbstractEventLoop,
+        result: IngestResult,
+    ) -> None:
+        self.ctx = ctx
+        self.path = path
+        self.out = out
+        self.loop = loop
+        self.result = result
+        self.cancelled = threading.Event()
+
+    def _put(self, item: list[Chunk] | None) -> bool:
+        future = asyncio.run_coroutine_threadsafe(self.out.put(item), self.loop)
+        while True:
+            try:
+                future.result(timeout=_PUT_POLL_SECONDS)
+                return True
+            except TimeoutError:
+                if self.cancelled.is_set():
+                    future.cancel()
+                    return False
+
+    def run(self) -> None:
+        settings = self.ctx.settings
+        reader = ExportReader(self.path, settings=settings)
+        stats, sampler = self.result.stats, self.result.sampler
+        for conversation in reader:
+            if self.cancelled.is_set():
+                return
+            stats.add_conversation(conversation)
+            sampler.offer(conversation)
+            self.result.signals.extend(conversation.signals)
+            chunks = chunk_conversation(
+                conversation,
+                user_id=self.ctx.job.user_id,
+                target_tokens=settings.chunk_target_tokens,
+                overlap_tokens=settings.chunk_overlap_tokens,
+                max_message_chars=settings.max_message_chars,
+            )
+            stats.add_chunks(chunks)
+            if chunks and not self._put(chunks):
+                return
+        self.result.export_format = reader.container + "/" + (reader.format or "unknown")
+        self._put(_DONE)
+
+
+async def _parse(producer: _Producer) -> None:
+    async with producer.ctx.step("chunk_conversations"):
+        try:
+            await asyncio.to_thread(producer.run)
+        finally:
+            producer.cancelled.set()
+        stats = producer.result.stats
+        producer.ctx.count(
+            "chunk_conversations",
+            conversations=stats.conversations,
+            messages=stats.messages,
+            chunks=stats.chunks,
+            signals=sum(stats.signals.values()),
+        )
+
+
+async def _save(
+    ctx: JobContext,
+    parsed: asyncio.Queue[list[Chunk] | None],
+    saved: asyncio.Queue[Chunk | None],
+    result: IngestResult,
+) -> None:
+    """Upsert in batches, forward every chunk to extraction, then remove an earlier import's
+    leftovers — only at the end, so the user is never left without chunks mid-run."""
+    job, store = ctx.job, ctx.store
+    batch_size = ctx.settings.chunk_batch_size
+    async with ctx.step("save_chunks"):
+        pending: list[Chunk] = []
+        written = 0
+        while (chunks := await parsed.get()) is not _DONE:
+            for chunk in chunks:
+                pending.append(chunk)
+                await saved.put(chunk)
+            if len(pending) >= batch_size:
+                await store.upsert_chunks(user_id=job.user_id, job_id=job.id, chunks=pending)
+                written += len(pending)
+                pending = []
+        if pending:
+            await store.upsert_chunks(user_id=job.user_id, job_id=job.id, chunks=pending)
+            written += len(pending)
+        await saved.put(_DONE)
+        result.stale_chunks_removed = await store.delete_stale_chunks(
+            user_id=job.user_id, job_id=job.id
+        )
+        ctx.count("save_chunks", chunks=written, stale_removed=result.stale_chunks_removed)
+
+
+async def _drain(queue: asyncio.Queue[Chunk | None]) -> AsyncIterator[Chunk]:
+    while (chunk := await queue.get()) is not _DONE:
+        yield chunk
+
+
+async def _extract(
+    ctx: JobContext, saved: asyncio.Queue[Chunk | None], ledger: CostLedger, result: IngestResult
+) -> ExtractionOutcome:
+    settings = ctx.settings
+    async with ctx.step("extract_facts", concurrency=settings.fact_extraction_concurrency):
+        outcome = await extract_facts(
+            _drain(saved),
+            user_id=ctx.job.user_id,
+            signals=lambda: result.signals,
+            llm=ctx.llm,
+            store=ctx.store,
+            concurrency=settings.fact_extraction_concurrency,
+            max_failure_ratio=settings.extraction_failure_ratio,
+            ledger=ledger,
+            expected_total=ctx.job.chunk_count,
+        )
+        ctx.count(
+            "extract_facts",
+            concurrency=settings.fact_extraction_concurrency,
+            chunks=outcome.chunks_total,
+            cached=outcome.chunks_cached,
+            extracted=outcome.chunks_extracted,
+            failed=outcome.chunks_failed,
+            facts=len(outcome.facts),
+            calls=outcome.calls,
+        )
+    return outcome
+
+
+async def ingest_and_extract(ctx: JobContext, *, path: Path, ledger: CostLedger) -> IngestResult:
+    loop = asyncio.get_running_loop()
+    parsed: asyncio.Queue[list[Chunk] | None] = asyncio.Queue(maxsize=_PARSED_QUEUE)
+    saved: asyncio.Queue[Chunk | None] = asyncio.Queue(maxsize=_SAVED_QUEUE)
+    result = IngestResult(
+        stats=IngestStats(),
+        sampler=V2Sampler(ctx.settings.v2_sample_size),
+        extraction=ExtractionOutcome(),
+    )
+    producer = _Producer(ctx=ctx, path=path, out=parsed, loop=loop, result=result)
+    try:
+        async with asyncio.TaskGroup() as group:
+            group.create_task(_parse(producer))
+            group.create_task(_save(ctx, parsed, saved, result))
+            extraction = group.create_task(_extract(ctx, saved, ledger, result))
+    except BaseExceptionGroup as failures:
+        producer.cancelled.set()
+        raise _first_failure(failures) from None
+    result.extraction = extraction.result()
+    return result
+
+
+def _first_failure(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The failure that started it: a step's error, not the cancellations it caused."""
+    flat: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            flat.append(error)
+
+    walk(group)
+    for error in flat:
+        if isinstance(error, StepFailed):
+            return error
+    return flat[0]

@@ -1,0 +1,162 @@
+"""The full pass (DESIGN §2), step by step. The one place that awaits the ports in order.
+
+A run is idempotent from the top: chunks are upserted by deterministic id, facts come from the cache
+when a chunk was already extracted, and status writes are plain overwrites. So a job interrupted at
+any point (deploy, crash) resumes by simply running again, paying only for chunks not yet cached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from app.domain import PIPELINE_VERSION, FullPassStatus, Job
+from app.errors import LLMFatal
+from app.pricing import OFFLINE_PRICE, price_for
+from app.processors.consolidation import consolidate
+from app.processors.context import JobContext, Pipeline
+from app.processors.ingest_flow import IngestResult, ingest_and_extract
+from app.processors.ledger import CostLedger
+from app.processors.memory import generate_memory
+from app.processors.reduce import reduce_facts
+from app.processors.regenerate import regenerate_sections, render_soulprint_text, section_columns
+from app.sections import SectionSet
+
+__all__ = ["PIPELINES", "run_full_pass"]
+
+log = structlog.get_logger(__name__)
+
+_HASH_BLOCK = 1024 * 1024
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(_HASH_BLOCK):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ledger(ctx: JobContext) -> CostLedger:
+    llm = ctx.llm
+    price = price_for(ctx.settings, llm.model) if llm.provider == "anthropic" else OFFLINE_PRICE
+    return CostLedger(price, llm.provider, llm.model)
+
+
+async def run_full_pass(job: Job, ctx: JobContext) -> None:
+    store, llm, settings = ctx.store, ctx.llm, ctx.settings
+    ledger = _ledger(ctx)
+    await store.update_job(job.id, {"llm_provider": llm.provider})
+    try:
+        with tempfile.TemporaryDirectory(prefix="soulprint-") as tmp:
+            export = Path(tmp) / "export"
+            async with ctx.step("download_conversations"):
+                size = await store.download_export(job.storage_path, export)
+                digest = await asyncio.to_thread(_sha256, export)
+                await store.update_job(job.id, {"export_sha256": digest})
+                ctx.count("download_conversations", bytes=size)
+            ingest = await ingest_and_extract(ctx, path=export, ledger=ledger)
+        await store.update_job(
+            job.id,
+            {
+                "conversation_count": ingest.stats.conversations,
+                "message_count": ingest.stats.messages,
+                "chunk_count": ingest.stats.chunks,
+            },
+        )
+
+        async with ctx.step("consolidate_facts"):
+            consolidated = await asyncio.to_thread(consolidate, ingest.extraction.facts)
+            ctx.count(
+                "consolidate_facts",
+                facts_in=len(ingest.extraction.facts),
+                facts_out=len(consolidated),
+            )
+
+        async with ctx.step("hierarchical_reduce"):
+            reduced = await reduce_facts(
+                consolidated, llm=llm, token_budget=settings.fact_token_budget, ledger=ledger
+            )
+            ctx.count(
+                "hierarchical_reduce",
+                facts=len(reduced.facts),
+                levels=reduced.levels,
+                cut=reduced.cut,
+            )
+
+        async with ctx.step("generate_memory"):
+            memory = await generate_memory(reduced.facts, llm=llm, ledger=ledger)
+            ctx.count("generate_memory", source=memory.source, chars=len(memory.markdown))
+
+        async with ctx.step("save_memory"):
+            await store.update_profile(job.user_id, {"memory_md": memory.markdown})
+
+        sections = await _regenerate(ctx, ingest, memory.markdown, ledger)
+
+        async with ctx.step("complete"):
+            fields: dict[str, Any] = {
+                "full_pass_status": FullPassStatus.COMPLETE.value,
+                "full_pass_completed_at": datetime.now(UTC),
+                "full_pass_error": None,
+            }
+            if sections is not None:
+                fields |= section_columns(sections)
+                fields["soulprint_text"] = render_soulprint_text(sections, memory.markdown)
+            await store.update_profile(job.user_id, fields)
+    finally:
+        await _record_stats(ctx, ledger)
+
+
+async def _regenerate(
+    ctx: JobContext, ingest: IngestResult, memory_md: str, ledger: CostLedger
+) -> SectionSet | None:
+    """v2 sections; failing here is not the job's failure (DESIGN §3): earlier sections stay."""
+    try:
+        async with ctx.step("v2_regeneration", sample=len(ingest.sampler)):
+            return await regenerate_sections(
+                render_sample=lambda limit: ingest.sampler.render(limit=limit),
+                memory_md=memory_md,
+                llm=ctx.llm,
+                ledger=ledger,
+            )
+    except Exception as exc:
+        cause = exc.__cause__ or exc
+        if isinstance(cause, LLMFatal):
+            raise
+        log.warning("v2.skipped", error_type=type(cause).__name__, reason="non-fatal")
+        ctx.count("v2_regeneration", skipped=type(cause).__name__)
+        return None
+
+
+async def _record_stats(ctx: JobContext, ledger: CostLedger) -> None:
+    """Whatever happened, the job row says what the run did and what it cost."""
+    total = ledger.totals()
+    stats = {
+        "pipeline_version": PIPELINE_VERSION,
+        "durations_ms": ctx.durations_ms,
+        "counts": ctx.counts,
+        "llm": ledger.to_json(),
+    }
+    try:
+        await ctx.store.update_job(
+            ctx.job.id,
+            {
+                "stats": stats,
+                "input_tokens": total.input_tokens
+                + total.cache_read_input_tokens
+                + total.cache_creation_input_tokens,
+                "output_tokens": total.output_tokens,
+                "cost_usd": round(total.usd, 6),
+            },
+        )
+    except Exception as exc:  # never mask the run's own outcome
+        log.warning("job.stats_write_failed", error_type=type(exc).__name__)
+
+
+PIPELINES: dict[str, Pipeline] = {PIPELINE_VERSION: run_full_pass}
