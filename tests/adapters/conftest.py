@@ -1,0 +1,93 @@
+"""Fixtures for the store contract suite: the same tests against `LocalStore` (SQLite, for real)
+and `SupabaseStore` (over respx + fake_postgrest, on the migrated real PostgreSQL)."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+import respx
+
+from app.adapters.local_store import LocalStore
+from app.adapters.supabase_store import SupabaseStore
+from app.ports import Store
+from tests.support import pg
+from tests.support.fake_postgrest import FakeSupabase
+
+_URL = "https://contract.supabase.test"
+
+
+@dataclass
+class StoreHarness:
+    """A store plus the seeding the product would do outside this service."""
+
+    store: Store
+    add_profile: Callable[[str], Awaitable[None]]
+    put_export: Callable[[str, Path], None]
+
+
+@pytest.fixture(scope="session")
+def store_database() -> Iterator[str]:
+    with pg.temporary_database("soulprint_store") as conninfo:
+        pg.apply_migrations(conninfo)
+        yield conninfo
+
+
+async def _local(tmp_path: Path) -> AsyncIterator[StoreHarness]:
+    store = LocalStore(tmp_path / "data")
+
+    def put(storage_path: str, source: Path) -> None:
+        store.put_export(storage_path, source)
+
+    yield StoreHarness(store=store, add_profile=store.ensure_profile, put_export=put)
+    await store.aclose()
+
+
+async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness]:
+    with psycopg.connect(conninfo, autocommit=True) as admin:
+        admin.execute("TRUNCATE processing_jobs, conversation_chunks, fact_extraction_cache")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    fake = FakeSupabase(conninfo, storage)
+
+    async def add_profile(user_id: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute("INSERT INTO auth.users (id) VALUES (%s)", (user_id,))
+            admin.execute("INSERT INTO user_profiles (user_id) VALUES (%s)", (user_id,))
+
+    def put_export(storage_path: str, source: Path) -> None:
+        target = storage / storage_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+
+    with respx.mock(base_url=_URL, assert_all_called=False) as router:
+        router.route().mock(side_effect=fake)
+        async with httpx.AsyncClient() as client:
+            store = SupabaseStore(
+                client, url=_URL, service_key="contract-key", max_retries=0, retry_base_delay=0
+            )
+            yield StoreHarness(store=store, add_profile=add_profile, put_export=put_export)
+            await store.aclose()
+    fake.close()
+
+
+@pytest.fixture(params=["local", "supabase"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StoreHarness]:
+    if request.param == "local":
+        async for h in _local(tmp_path):
+            yield h
+    else:
+        conninfo = request.getfixturevalue("store_database")
+        async for h in _supabase(conninfo, tmp_path):
+            yield h
+
+
+@pytest.fixture
+def new_user() -> Callable[[], str]:
+    return lambda: str(uuid.uuid4())
