@@ -153,7 +153,17 @@ class Simulator:
             headers = {"retry-after": f"{self.config.retry_after_s:g}"}
             return self._error(request_id, status, kind, message, outcome=outcome, headers=headers)
         await asyncio.sleep(self._latency() + (self.config.slow_s if outcome == "slow" else 0.0))
-        content, stop_reason = await self._answer(task, user_text, outcome=outcome)
+        try:
+            content, stop_reason = await self._answer(task, user_text, outcome=outcome)
+        except Exception as exc:  # the responder's bug: visible in the ledger, not retried
+            return self._error(
+                request_id,
+                500,
+                "api_error",
+                f"simulator responder failed on {task}: {type(exc).__name__}: {exc}",
+                outcome="responder_error",
+                headers={"x-should-retry": "false"},
+            )
         input_tokens = _tokens(json.dumps(body.get("system", ""))) + _tokens(user_text)
         input_tokens += _tokens(json.dumps(body.get("tools", [])))
         output_tokens = _tokens(json.dumps(content))
