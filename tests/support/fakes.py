@@ -1,0 +1,143 @@
+"""Fakes for the LLM stages: a scripted LLM implementing the whole port, and a counting store.
+
+`ScriptedLLM` answers each task through a function of the request (or a fixed reply), may raise
+a scripted error instead, sleeps a configurable latency, and counts calls and the maximum number
+in flight. `CountingStore` is the real `LocalStore` that also counts its fact-cache traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from app.adapters.local_store import LocalStore
+from app.domain import Fact, FactCategory
+from app.ports import (
+    ExtractionRequest,
+    LLMCall,
+    LLMReply,
+    LLMUsage,
+    MemoryRequest,
+    ReduceRequest,
+    SectionsRequest,
+)
+
+__all__ = ["CountingStore", "ScriptedLLM", "fact_per_user_line"]
+
+Script = Callable[[Any], Any]
+
+
+def fact_per_user_line(request: ExtractionRequest) -> list[Fact]:
+    """One About Me fact per `User:` line: enough to see what reached the model."""
+    return [
+        Fact(category=FactCategory.ABOUT_ME, text="The user said: " + line[5:].strip())
+        for line in request.text.splitlines()
+        if line.startswith("User:")
+    ]
+
+
+def _sequence(replies: Sequence[Any]) -> Script:
+    """Replies in order; the last one repeats."""
+    state = {"i": 0}
+
+    def pick(_request: Any) -> Any:
+        reply = replies[min(state["i"], len(replies) - 1)]
+        state["i"] += 1
+        return reply
+
+    return pick
+
+
+class ScriptedLLM:
+    """An `LLM` whose answers (or errors: return an exception to raise it) are scripted."""
+
+    def __init__(
+        self,
+        *,
+        extract: Script = fact_per_user_line,
+        reduce: Script | None = None,
+        memory: Script | Sequence[Any] = ("## About Me\n- ok",),
+        sections: Script | Sequence[Any] = ({},),
+        latency: float = 0.0,
+    ) -> None:
+        self._scripts: dict[str, Script] = {
+            "extract_facts": extract,
+            "reduce_facts": reduce or (lambda r: list(r.facts[: r.target_count])),
+            "write_memory": memory if callable(memory) else _sequence(memory),
+            "write_sections": sections if callable(sections) else _sequence(sections),
+        }
+        self.latency = latency
+        self.calls: dict[str, int] = dict.fromkeys(self._scripts, 0)
+        self.requests: dict[str, list[Any]] = {task: [] for task in self._scripts}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.in_flight_log: list[int] = []  # in flight at the start of each call
+        self.closed = False
+
+    @property
+    def provider(self) -> str:
+        return "fake"
+
+    @property
+    def model(self) -> str:
+        return "fake-model"
+
+    async def _answer(self, task: str, request: Any) -> LLMReply[Any]:
+        self.calls[task] += 1
+        self.requests[task].append(request)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        self.in_flight_log.append(self.in_flight)
+        try:
+            if self.latency:
+                await asyncio.sleep(self.latency)
+            value = self._scripts[task](request)
+            if isinstance(value, BaseException):
+                raise value
+            usage = LLMUsage(input_tokens=100, output_tokens=20)
+            return LLMReply(value, LLMCall(task=task, model=self.model, usage=usage))
+        finally:
+            self.in_flight -= 1
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        return await self._answer("extract_facts", request)
+
+    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
+        return await self._answer("reduce_facts", request)
+
+    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
+        return await self._answer("write_memory", request)
+
+    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
+        return await self._answer("write_sections", request)
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
+class CountingStore(LocalStore):
+    """The real local store, counting fact-cache reads and writes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cache_reads = 0
+        self.cache_writes = 0
+        self.hashes_written: list[str] = []
+
+    async def get_cached_facts(
+        self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
+    ) -> dict[str, list[Fact]]:
+        self.cache_reads += 1
+        return await super().get_cached_facts(
+            user_id=user_id, extractor_version=extractor_version, content_hashes=content_hashes
+        )
+
+    async def put_cached_facts(
+        self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
+    ) -> None:
+        self.cache_writes += 1
+        self.hashes_written += list(entries)
+        await super().put_cached_facts(
+            user_id=user_id, extractor_version=extractor_version, entries=entries
+        )
