@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain import Conversation, Message, Role, SignalKind, UserSignal
-from app.processors.text import SkipConversation, clean_text, parse_time, truncate_middle
+from app.processors.text import SkipConversation, parse_time, visible_text
 
 __all__ = ["normalise_chatgpt"]
 
@@ -23,6 +23,7 @@ __all__ = ["normalise_chatgpt"]
 _TEXT_TYPES = frozenset({"text", "multimodal_text", "code"})
 # Parts of a multimodal message that carry words (images, audio and file pointers do not).
 _TEXT_PART_TYPES = frozenset({"text", "audio_transcription"})
+_TITLE_CHARS = 300
 _DIALOGUE_ROLES: frozenset[str] = frozenset({"user", "assistant"})
 
 
@@ -52,7 +53,7 @@ def normalise_chatgpt(
     title = raw.get("title")
     return Conversation(
         id=conv_id,
-        title=clean_text(title) or None if isinstance(title, str) else None,
+        title=(visible_text(title, _TITLE_CHARS) or None) if isinstance(title, str) else None,
         created_at=parse_time(raw.get("create_time")),
         messages=tuple(messages),
         signals=tuple(signals),
@@ -130,7 +131,7 @@ def _read_message(
         return
     recipient = message.get("recipient")
     if role == "assistant" and recipient == "bio":
-        text = truncate_middle(_content_text(content), limit)
+        text = visible_text(_content_text(content), limit)
         if text:
             signals.append(UserSignal("bio", text, conv_id, created))
         return
@@ -140,7 +141,7 @@ def _read_message(
         return
     if recipient not in (None, "all"):
         return  # a tool call (browser, python, ...): plumbing, not dialogue
-    text = truncate_middle(_content_text(content), limit)
+    text = visible_text(_content_text(content), limit)
     if text:
         dialogue_role: Role = "user" if role == "user" else "assistant"
         messages.append(Message(dialogue_role, text, created))
@@ -159,7 +160,7 @@ def _content_text(content: Mapping[str, Any]) -> str:
                     pieces.append(text)
     elif isinstance(content.get("text"), str):
         pieces.append(content["text"])
-    return clean_text("\n".join(p for p in pieces if p))
+    return "\n".join(p for p in pieces if p)
 
 
 def _context_signal(
@@ -176,11 +177,11 @@ def _context_signal(
         kind: SignalKind = "custom_instructions"
     else:
         value = content.get("model_set_context")
-        text = clean_text(value) if isinstance(value, str) else ""
+        text = visible_text(value, limit) if isinstance(value, str) else ""
         kind = "memory_snapshot"
     if not text:
         return None
-    return UserSignal(kind, truncate_middle(text, limit), conv_id, created)
+    return UserSignal(kind, text[:limit], conv_id, created)
 
 
 def _unwrap(value: str) -> str:
@@ -189,4 +190,4 @@ def _unwrap(value: str) -> str:
     start = value.find("```")
     end = value.rfind("```")
     inner = value[start + 3 : end] if 0 <= start < end else value
-    return clean_text(inner)
+    return visible_text(inner, 4_000)

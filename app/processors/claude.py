@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.domain import Conversation, Message, Role
-from app.processors.text import SkipConversation, clean_text, parse_time, truncate_middle
+from app.processors.text import SkipConversation, parse_time, visible_text
 
 __all__ = ["normalise_claude"]
 
@@ -32,7 +32,7 @@ def normalise_claude(
         role = _ROLES.get(str(item.get("sender")))
         if role is None:
             continue
-        text = truncate_middle(_message_text(item), max_message_chars)
+        text = visible_text(_message_text(item), max_message_chars)
         if text:
             messages.append(Message(role, text, parse_time(item.get("created_at"))))
     if not messages:
@@ -41,7 +41,7 @@ def normalise_claude(
     name = raw.get("name")
     return Conversation(
         id=conv_id if isinstance(conv_id, str) and conv_id else fallback_id,
-        title=(clean_text(name) or None) if isinstance(name, str) else None,
+        title=(visible_text(name, 300) or None) if isinstance(name, str) else None,
         created_at=parse_time(raw.get("created_at")),
         messages=tuple(messages),
     )
@@ -80,6 +80,6 @@ def _message_text(item: Mapping[str, Any]) -> str:
             for b in content
             if isinstance(b, Mapping) and b.get("type") == "text" and isinstance(b.get("text"), str)
         ]
-        return clean_text("\n".join(blocks))
+        return "\n".join(blocks)
     text = item.get("text")
-    return clean_text(text) if isinstance(text, str) else ""
+    return text if isinstance(text, str) else ""

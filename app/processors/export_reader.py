@@ -8,7 +8,7 @@ Public entry points:
 - `iter_conversations(path, settings=...)`: the same iteration as a plain generator, for callers
   that do not need the format.
 
-Memory stays flat: the file is read in 256 KiB blocks by ijson's C backend and only one
+Memory stays flat: the file is read in 1 MiB blocks by ijson's C backend and only one
 conversation is held at a time. Every problem with the input is a `BadExport` whose message says
 what was wrong and what to do; nothing here hangs or crashes on hostile input (zip bombs,
 truncation, invalid UTF-8, a single enormous conversation).
@@ -37,7 +37,9 @@ __all__ = ["ExportFormat", "ExportReader", "iter_conversations"]
 ExportFormat = Literal["chatgpt", "claude"]
 
 _log = structlog.get_logger(__name__)
-_BUF_SIZE = 256 * 1024
+# yajl re-copies a string token for every block it spans, so a huge pasted string costs
+# O(size² / block): 1 MiB blocks parse a 50 MB string in under a second (64 KiB: ~9 s).
+_BUF_SIZE = 1024 * 1024
 # Items read before we give up finding a conversation we recognise.
 _DETECT_WINDOW = 20
 _MAX_KEYS_SHOWN = 8

@@ -28,8 +28,9 @@ __all__ = [
 
 Container = Literal["json", "gzip", "zip"]
 
-# One conversation larger than this is refused rather than built in memory (the service has 512 MB).
-MAX_CONVERSATION_BYTES = 256 * 1024 * 1024
+# One conversation larger than this is refused rather than built in memory: the service has
+# 512 MB, and one parsed conversation costs about twice its JSON size while it is being built.
+MAX_CONVERSATION_BYTES = 64 * 1024 * 1024
 # Below this many decompressed bytes the ratio is not checked (tiny files compress oddly).
 _RATIO_FLOOR_BYTES = 1024 * 1024
 _MAX_LEADING_WHITESPACE = 1024 * 1024

@@ -16,6 +16,7 @@ __all__ = [
     "estimate_tokens",
     "parse_time",
     "truncate_middle",
+    "visible_text",
 ]
 
 # ChatGPT's newer inline citations are wrapped in private-use characters:
@@ -52,6 +53,12 @@ def clean_text(text: str) -> str:
     text = _SPACES_BEFORE_NEWLINE.sub("\n", text)
     text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
+
+
+def visible_text(raw: str, limit: int) -> str:
+    """`clean_text` then `truncate_middle`, cutting a huge paste down before cleaning it (regexes
+    over 50 MB take seconds; over 2 × limit they take microseconds)."""
+    return truncate_middle(clean_text(truncate_middle(raw, 2 * limit)), limit)
 
 
 def truncate_middle(text: str, limit: int) -> str:
