@@ -4,14 +4,14 @@
         --rate-429 0.1 --retry-after 1 --rate-529 0.02
 
 Point the service at it with `ANTHROPIC_BASE_URL=http://127.0.0.1:8765` and any non-empty
-`ANTHROPIC_API_KEY`. The ledger is at `GET /ledger`; it is printed as JSON on Ctrl-C.
+`ANTHROPIC_API_KEY`. The ledger is at `GET /ledger`; it is printed as JSON on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import signal
 import sys
 import threading
 
@@ -57,8 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     config, port = parse_config(argv)
     with running_simulator(config, port=port) as sim:
         print(f"Messages-API simulator at {sim.base_url} (ledger: {sim.base_url}/ledger)")
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+        while not stop.wait(0.5):
+            pass
         json.dump(sim.ledger(), sys.stdout, indent=2)
         print()
 
