@@ -5,6 +5,7 @@ from __future__ import annotations
 
 __all__ = [
     "AppError",
+    "AttemptsExhausted",
     "AuthError",
     "BadExport",
     "ConfigError",
@@ -124,6 +125,12 @@ class JobTimedOut(PipelineError):
     """The job ran past JOB_TIMEOUT_SECONDS; retrying the same work would time out again."""
 
     code = "job_timed_out"
+
+
+class AttemptsExhausted(PipelineError):
+    """Every attempt was cut short (the worker died mid-run); one more would fare no better."""
+
+    code = "attempts_exhausted"
 
 
 # --- LLM ---------------------------------------------------------------------------------

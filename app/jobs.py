@@ -27,6 +27,7 @@ from app.config import Settings
 from app.domain import FullPassStatus, Job, JobStatus
 from app.errors import (
     AppError,
+    AttemptsExhausted,
     BadExport,
     ConfigError,
     ExportNotFound,
@@ -53,6 +54,7 @@ _PERMANENT = (
     LLMRefused,
     ConfigError,
     JobTimedOut,
+    AttemptsExhausted,
 )
 
 
@@ -177,6 +179,16 @@ class JobRunner:
                     await heartbeat
 
     async def _work(self, job: Job, ctx: JobContext) -> None:
+        if job.attempts > job.max_attempts:
+            # Claimed again after its lease expired on the last attempt: the worker died every
+            # time (out of memory on this export, most likely). Running it again would too.
+            raise StepFailed(
+                job.current_step or "download_conversations",
+                AttemptsExhausted(
+                    f"the job was interrupted on each of its {job.max_attempts} attempts "
+                    "(the worker stopped mid-run, e.g. out of memory); not trying again"
+                ),
+            )
         pipeline = self.pipelines.get(job.pipeline_version)
         if pipeline is None:
             raise StepFailed(

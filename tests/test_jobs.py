@@ -265,3 +265,23 @@ def test_failure_message_is_capped_at_500() -> None:
     message = failure_message("extract_facts", BadExport("x" * 2000))
     assert len(message) == 500
     assert message.startswith("extract_facts: BadExport: xxx")
+
+
+async def test_job_that_killed_its_worker_every_time_is_failed_not_rerun(
+    store: LocalStore, settings: Settings
+) -> None:
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        raise AssertionError("must not run a job whose attempts are spent")
+
+    job = await _queue(store, max_attempts=1)
+    # A worker claimed it and died (its lease expires at once): the one attempt is spent.
+    dead = await store.claim_job(worker_id="dead-worker", lease_seconds=0)
+    assert dead is not None
+    assert dead.attempts == 1
+    runner, client = await _run(store, settings, pipeline)
+    done = await _wait_for(store, job.id, JobStatus.FAILED)
+    await _stop(runner, client)
+    assert done.error_message is not None
+    assert "AttemptsExhausted: the job was interrupted on each of its 1 attempts" in (
+        done.error_message
+    )

@@ -31,7 +31,14 @@ from app.domain import (
     fact_from_json,
     fact_to_json,
 )
-from app.errors import ConfigError, JobNotFound, ProfileNotFound, StoreError, StoreUnavailable
+from app.errors import (
+    ConfigError,
+    JobConflict,
+    JobNotFound,
+    ProfileNotFound,
+    StoreError,
+    StoreUnavailable,
+)
 from app.ports import JOB_UPDATABLE_COLUMNS
 
 __all__ = ["PROFILE_STATUS_COLUMNS", "SupabaseStore"]
@@ -277,8 +284,13 @@ class SupabaseStore:
         except PostgrestError as exc:
             if exc.vendor_code == "P0002":
                 raise JobNotFound(f"no job {job_id}") from exc
+            if exc.vendor_code == "P0001":
+                raise JobConflict(
+                    f"job {job_id} has not failed: only a failed job can be retried",
+                    table="processing_jobs",
+                ) from exc
             if exc.vendor_code == "23505":
-                raise StoreError(
+                raise JobConflict(
                     "the user already has an active job; wait for it to finish before retrying",
                     table="processing_jobs",
                 ) from exc
