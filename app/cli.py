@@ -1,0 +1,165 @@
+"""`python -m app <command>`: one entry point for people and for deploys.
+
+Exit codes: 0 success, 1 the work failed (a job failed, the store is unreachable), 2 bad usage or
+bad input (an unreadable export, an invalid setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import structlog
+
+from app.config import Settings, get_settings
+from app.errors import AppError, BadExport, ConfigError
+
+__all__ = ["DEMO_USER_ID", "main"]
+
+log = structlog.get_logger(__name__)
+
+DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3d0"
+DEMO_STORAGE_PATH = f"imports/{DEMO_USER_ID}/sample-export.json"
+
+
+def _say(text: str) -> None:
+    """The command's own output (results for people and scripts), on stdout."""
+    sys.stdout.write(text + "\n")
+
+
+def _error(text: str) -> None:
+    sys.stderr.write(f"error: {text}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m app",
+        description="soulprint-rlm: turn a ChatGPT or Claude.ai export into MEMORY and profile "
+        "sections. Settings come from the environment (see .env.example).",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
+
+    serve = commands.add_parser("serve", help="run the HTTP API (and the job runner)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default 8000)")
+
+    commands.add_parser("worker", help="run only the job runner (a worker process, no HTTP)")
+
+    inspect = commands.add_parser(
+        "inspect", help="summarise an export and estimate a full pass's cost, without any LLM call"
+    )
+    inspect.add_argument("export", type=Path, help="a .json, .json.gz or .zip export")
+
+    commands.add_parser(
+        "demo",
+        help="put the bundled sample export in the local store for a demo user and print the "
+        "request that processes it",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = get_settings()
+        if args.command == "serve":
+            return _serve(settings, host=args.host, port=args.port)
+        if args.command == "worker":
+            return asyncio.run(_worker(settings))
+        if args.command == "inspect":
+            return _inspect(settings, args.export)
+        if args.command == "demo":
+            return asyncio.run(_demo(settings))
+    except (ConfigError, BadExport) as exc:
+        _error(exc.message)
+        return 2
+    except AppError as exc:
+        _error(exc.message)
+        return 1
+    return 2  # pragma: no cover - argparse rejects unknown commands first
+
+
+def _serve(settings: Settings, *, host: str, port: int) -> int:
+    import uvicorn
+
+    from app.main import create_app
+
+    app = create_app(settings)
+    # One worker: the job runner lives in this process. Uvicorn's own shutdown wait stays below
+    # the grace the runner gets, and both below Render's maxShutdownDelaySeconds.
+    uvicorn.run(app, host=host, port=port, workers=1, log_config=None, timeout_graceful_shutdown=5)
+    return 0
+
+
+async def _worker(settings: Settings) -> int:
+    from app.alerts import Alerter
+    from app.jobs import JobRunner
+    from app.logging import configure_logging
+    from app.main import build_llm, build_store, check_settings, default_pipelines
+
+    configure_logging(log_format=settings.log_format, level=settings.log_level)
+    check_settings(settings)
+    store, llm = build_store(settings), build_llm(settings)
+    webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
+    async with httpx.AsyncClient(timeout=10.0) as http:
+        runner = JobRunner(
+            store=store,
+            llm=llm,
+            settings=settings,
+            pipelines=default_pipelines(),
+            alerter=Alerter(webhook_url=webhook, client=http),
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        runner.start()
+        await stop.wait()
+        log.info("worker.stopping", reason="signal")
+        await runner.stop()
+    await llm.aclose()
+    await store.aclose()
+    return 0
+
+
+def _inspect(settings: Settings, export: Path) -> int:
+    from app.processors.inspect import inspect_export
+
+    if not export.is_file():
+        _error(f"no such file: {export}")
+        return 2
+    summary = inspect_export(export, settings=settings)
+    _say(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _demo(settings: Settings) -> int:
+    from app.adapters.local_store import LocalStore
+
+    if settings.uses_supabase:
+        _error("demo seeds the local store; unset SUPABASE_URL")
+        return 2
+    store = LocalStore(settings.local_data_dir)
+    try:
+        await store.ensure_profile(DEMO_USER_ID)
+        sample = resources.files("app.sample_data").joinpath("sample-export.json")
+        with resources.as_file(sample) as source:
+            target = store.put_export(DEMO_STORAGE_PATH, source)
+    finally:
+        await store.aclose()
+    body = json.dumps({"user_id": DEMO_USER_ID, "storage_path": DEMO_STORAGE_PATH})
+    _say(f"demo export placed at {target}")
+    _say(f"demo user {DEMO_USER_ID} has a profile row; with the service running, process it:")
+    _say(
+        "  curl -s -X POST localhost:8000/process-full-v2 -H 'Content-Type: application/json'"
+        f" -d '{body}'"
+    )
+    _say(f"  curl -s localhost:8000/users/{DEMO_USER_ID}/full-pass")
+    return 0
