@@ -3,7 +3,7 @@
 `PROMPT_VERSION` is part of the extractor version that keys the fact cache. Bump it (p1 → p2) when
 a change could change what the model returns for the same input: wording of a system prompt, the
 layout of a user message, a tool schema or a category. Do not bump it for comments or refactors
-that leave every built string byte-identical (the tests of this module pin the layout).
+that leave every built string byte-identical (tests/adapters pin the layout and round trip).
 
 Every input block is delimited by tags defined once in `_Tag`; text placed inside a block has our
 own tag names neutralised (a zero-width space after `<`) so a conversation cannot close the block
