@@ -19,12 +19,12 @@ __all__ = [
     "visible_text",
 ]
 
-# ChatGPT's newer inline citations are wrapped in private-use characters:
-# "\ue200cite\ue202turn0search3\ue201". Drop the whole marker, then any stray private-use character.
-_PUA_SPAN = re.compile("\ue200[^\ue200\ue201]{0,200}\ue201")
-_PUA_CHAR = re.compile("[\ue000-\uf8ff]")
-# Older citations: "【4:0†source】", "【12†L3-L9】".
-_BRACKET_CITE = re.compile("【[^【】\n]{0,80}†[^【】\n]{0,80}】")
+# Citation markers, in one pass: ChatGPT's newer inline citations wrapped in private-use
+# characters ("\ue200cite\ue202turn0search3\ue201"), any stray private-use character, and the
+# older bracketed form ("【4:0†source】", "【12†L3-L9】").
+_CITATIONS = re.compile(
+    "\ue200[^\ue200\ue201]{0,200}\ue201|[\ue000-\uf8ff]|【[^【】\n]{0,80}†[^【】\n]{0,80}】"
+)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES_BEFORE_NEWLINE = re.compile("[ \t]+\n")
 _MANY_NEWLINES = re.compile("\n{3,}")
@@ -43,15 +43,21 @@ class SkipConversation(Exception):
 
 
 def clean_text(text: str) -> str:
-    """Strip citation markers and control characters, tidy whitespace; keep the words."""
+    """Strip citation markers and control characters, tidy whitespace; keep the words.
+
+    Each pass is guarded by a cheap membership test: most messages need none of them, and this
+    runs on every message of exports of a gigabyte.
+    """
     if not text.isascii():
-        text = _PUA_SPAN.sub("", text)
-        text = _PUA_CHAR.sub("", text)
-        text = _BRACKET_CITE.sub("", text)
-    text = _CONTROL.sub("", text)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _SPACES_BEFORE_NEWLINE.sub("\n", text)
-    text = _MANY_NEWLINES.sub("\n\n", text)
+        text = _CITATIONS.sub("", text)
+    if not text.isprintable():  # newlines and tabs count as unprintable: a cheap pre-check
+        text = _CONTROL.sub("", text)
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        if " \n" in text or "\t\n" in text:
+            text = _SPACES_BEFORE_NEWLINE.sub("\n", text)
+        if "\n\n\n" in text:
+            text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
 
 
