@@ -33,10 +33,13 @@ __all__ = [
     "signal_batches",
 ]
 
-# t1: the text layout below. Bump the "t" part when build_extraction_text changes what it emits;
-# the prompt's own version (PROMPT_VERSION) follows it, so either change invalidates the cache.
-EXTRACTOR_VERSION = f"t1-{PROMPT_VERSION}"
-DEFAULT_ASSISTANT_CONTEXT_CHARS = 300
+# "t2" versions the text layout below (t1 gave context before every user turn, asked or not).
+# Bump it when build_extraction_text changes what it emits; PROMPT_VERSION follows it, so
+# either change invalidates the cache.
+EXTRACTOR_VERSION = f"t2-{PROMPT_VERSION}"
+DEFAULT_ASSISTANT_CONTEXT_CHARS = 200
+# A user turn at least this long stands on its own: no assistant context before it.
+SELF_CONTAINED_USER_CHARS = 400
 STEP = "extract_facts"
 SIGNAL_BATCH_CHARS = 20_000
 _CODE_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
@@ -90,9 +93,11 @@ def build_extraction_text(
 ) -> str:
     """The text the model reads for this chunk; "" when the chunk has no words of the user's.
 
-    Every user turn, in order, in full (long code blocks folded). Before each, the last
-    `assistant_context_chars` of the assistant turn it answers, marked as context. A chunk
-    without structured messages is sent as it is.
+    Every user turn, in order, in full (long code blocks folded). Before a short user turn
+    (under SELF_CONTAINED_USER_CHARS), the last `assistant_context_chars` of the assistant turn
+    it answers, marked as context, when that tail asks the user something: "Berlin." means
+    nothing without "Which city are you in?", while a short new request needs no context.
+    A chunk without structured messages is sent as it is.
     """
     if not chunk.messages:
         return chunk.content.strip()
@@ -105,9 +110,11 @@ def build_extraction_text(
             continue
         if not text:
             continue
-        if previous_assistant and assistant_context_chars > 0:
+        short = len(text) < SELF_CONTAINED_USER_CHARS
+        if previous_assistant and assistant_context_chars > 0 and short:
             context = _tail(previous_assistant, assistant_context_chars)
-            lines.append(f"Assistant (context): {context}")
+            if "?" in context:
+                lines.append(f"Assistant (context): {context}")
         lines.append(f"User: {_fold_code(text)}")
         previous_assistant = ""
     return "\n\n".join(lines)

@@ -254,3 +254,11 @@ async def test_sustained_rate_limiting_backs_off_to_one_in_flight(store: Countin
         await run([make_chunk(i) for i in range(40)], llm, store, concurrency=8, ratio=0.5)
     assert max(llm.in_flight_log[:8]) == 8
     assert set(llm.in_flight_log[-10:]) == {1}
+
+
+def test_no_context_unless_the_assistant_asked_and_the_user_was_brief() -> None:
+    statement = make_chunk(1, user="Make it shorter.", assistant="Here is the summary you wanted.")
+    assert build_extraction_text(statement) == "User: Make it shorter."
+    long_turn = "I run a bakery in Leeds and want a plan for the winter. " * 10
+    asked = make_chunk(2, user=long_turn, assistant="Anything else?")
+    assert "Assistant (context)" not in build_extraction_text(asked)
