@@ -235,7 +235,7 @@ def facts_from_signals(signals: Iterable[UserSignal], *, limit: int = 40) -> lis
                     _classify(sentence), _finish(f"The user{third['s'] or ''} {third['x']}")
                 )
             elif len(sentence.split()) >= 3:
-                said = _finish(sentence).rstrip(".")
+                said = sentence.strip().rstrip(".!")
                 fact = Fact(_classify(sentence), f'The user wrote about themselves: "{said}."')
             else:
                 continue
