@@ -2,15 +2,16 @@
 
 Two facts are the same when, in the same category, their normalised texts are equal, or when
 rapidfuzz's `token_set_ratio` is at least `NEAR_DUPLICATE_THRESHOLD` and neither says something
-the other denies (negation words, numbers). `token_set_ratio` scores 100 when one fact's words
-are a subset of the other's ("I live in Berlin" / "I live in Berlin, Germany"), which is the
-common near-duplicate in extracted facts; then the fuller sentence is kept, so nothing is lost.
-Otherwise the newer sentence wins. Below 90 different facts start to merge ("I work at Acme" /
-"I worked at Acme in 2019" scores 84): see docs/EXTRACTION.md.
+the other denies (negation words, numbers, a word swapped for an unrelated one).
+`token_set_ratio` scores 100 when one fact's words are a subset of the other's ("I live in
+Berlin" / "I live in Berlin, Germany"), which is the common near-duplicate in extracted facts;
+then the fuller sentence is kept, so nothing is lost.
+Otherwise the newer sentence wins. Much below 90 different facts merge ("The user lives in
+Berlin" / "…in Paris" scores 85): see docs/EXTRACTION.md.
 
 Speed: exact duplicates merge through a dict; fuzzy comparison is blocked by category and the
 first two content words, and each fact is compared (with `process.extractOne`, in C) against at
-most `_MAX_BLOCK` recent facts of its block. ~100k facts consolidate in about a second.
+most `_MAX_BLOCK` recent facts of its block. ~100k facts consolidate in 1-2 seconds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = ["NEAR_DUPLICATE_THRESHOLD", "ConsolidatedFact", "consolidate", "norma
 
 NEAR_DUPLICATE_THRESHOLD = 90
 _MAX_BLOCK = 200
+_SAME_WORD = 75  # fuzz.ratio of two spellings of one word (lives/lived 80, Rex/Max 33)
 _WORD = re.compile(r"[\w']+")
 _SPACE = re.compile(r"\s+")
 _STOP = frozenset(
@@ -121,12 +123,20 @@ def _block(words_in_order: list[str]) -> str:
 
 
 def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
-    """No merge across a negation or a differing number ("I am 34" vs "I am 35")."""
+    """No merge across a negation, a differing number ("I am 34" vs "I am 35"), or a word
+    replaced by an unrelated one."""
     if (a & _NEGATIONS) != (b & _NEGATIONS):
         return False
     nums_a = {w for w in a if w.isdigit()}
     nums_b = {w for w in b if w.isdigit()}
-    return not (nums_a and nums_b and nums_a != nums_b)
+    if nums_a and nums_b and nums_a != nums_b:
+        return False
+    # Neither a subset of the other: merge a rewording ("lives"/"lived"), not a substitution
+    # ("a dog named Rex" / "a dog named Max" scores 93 but is another dog).
+    only_a, only_b = a - b, b - a
+    return not (only_a and only_b) or all(
+        max(fuzz.ratio(w, v) for v in only_b) >= _SAME_WORD for w in only_a
+    )
 
 
 def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:

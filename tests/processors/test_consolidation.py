@@ -46,9 +46,21 @@ def test_negation_and_numbers_block_a_merge() -> None:
             fact("The user does not like coffee.", "c2", 2, C.PREFERENCES),
             fact("The user is 34 years old.", "c3", 3),
             fact("The user is 35 years old.", "c4", 4),
+            fact("The user has a dog named Rex.", "c5", 5, C.PEOPLE),
+            fact("The user has a dog named Max.", "c6", 6, C.PEOPLE),
         ]
     )
-    assert len(merged) == 4
+    assert len(merged) == 6
+
+
+def test_a_rewording_merges_and_the_newer_wording_wins() -> None:
+    merged = consolidate(
+        [
+            fact("The user lived in Leeds with a partner.", "c1", 1),
+            fact("The user lives in Leeds with a partner.", "c2", 8),
+        ]
+    )
+    assert [(m.text, m.count) for m in merged] == [("The user lives in Leeds with a partner.", 2)]
 
 
 def test_newest_first_and_newer_wording_wins() -> None:
