@@ -10,8 +10,9 @@ Otherwise the newer sentence wins. Much below 90 different facts merge ("The use
 Berlin" / "…in Paris" scores 85): see docs/EXTRACTION.md.
 
 Speed: exact duplicates merge through a dict; fuzzy comparison is blocked by category and the
-first two content words, and each fact is compared (with `process.extractOne`, in C) against at
-most `_MAX_BLOCK` recent facts of its block. ~100k facts consolidate in 1-2 seconds.
+prefixes of the first two content words, and each fact is compared (`process.extract`, in C)
+against at most `_MAX_BLOCK` recent groups of its block: ~100k facts in about 3 s, 15 s when all
+fall in one block (docs/EXTRACTION.md).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ __all__ = ["NEAR_DUPLICATE_THRESHOLD", "ConsolidatedFact", "consolidate", "norma
 
 NEAR_DUPLICATE_THRESHOLD = 90
 _MAX_BLOCK = 200
-_SAME_WORD = 75  # fuzz.ratio of two spellings of one word (lives/lived 80, Rex/Max 33)
+_CANDIDATES = 5
+_SAME_WORD = 80  # fuzz.ratio of two forms of one word (lives/lived 80, Anna/Anne 75)
 _WORD = re.compile(r"[\w']+")
 _SPACE = re.compile(r"\s+")
 _STOP = frozenset(
@@ -118,7 +120,8 @@ def _key(text: str) -> str:
 
 
 def _block(words_in_order: list[str]) -> str:
-    content = [w for w in words_in_order if w not in _STOP]
+    # Four-letter prefixes: a crude stem, so "lives"/"lived" land in one block.
+    content = [w[:4] for w in words_in_order if w not in _STOP]
     return " ".join(content[:2])
 
 
@@ -134,9 +137,14 @@ def _compatible(a: frozenset[str], b: frozenset[str]) -> bool:
     # Neither a subset of the other: merge a rewording ("lives"/"lived"), not a substitution
     # ("a dog named Rex" / "a dog named Max" scores 93 but is another dog).
     only_a, only_b = a - b, b - a
-    return not (only_a and only_b) or all(
-        max(fuzz.ratio(w, v) for v in only_b) >= _SAME_WORD for w in only_a
-    )
+    return not (only_a and only_b) or all(any(_respelt(w, v) for v in only_b) for w in only_a)
+
+
+def _respelt(a: str, b: str) -> bool:
+    """Two forms of one word: "lives"/"lived", not "Anna"/"Anne" or "food12"/"food13"."""
+    if any(c.isdigit() for c in a + b):
+        return False
+    return a[:3] == b[:3] and fuzz.ratio(a, b) >= _SAME_WORD
 
 
 def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:
@@ -171,17 +179,18 @@ def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:
 
 
 def _near(block: list[tuple[str, _Group]], key: str, words: frozenset[str]) -> _Group | None:
+    """The best compatible match among the `_CANDIDATES` closest above the threshold."""
     if not block:
         return None
-    choices = [k for k, _ in block]
-    while True:
-        best = process.extractOne(
-            key, choices, scorer=fuzz.token_set_ratio, score_cutoff=NEAR_DUPLICATE_THRESHOLD
-        )
-        if best is None:
-            return None
-        _, _, index = best
+    matches = process.extract(
+        key,
+        [k for k, _ in block],
+        scorer=fuzz.token_set_ratio,
+        score_cutoff=NEAR_DUPLICATE_THRESHOLD,
+        limit=_CANDIDATES,
+    )
+    for _, _, index in matches:
         candidate = block[index][1]
         if _compatible(words, candidate.words):
             return candidate
-        choices[index] = ""  # incompatible best match: look for the next one
+    return None
