@@ -130,6 +130,7 @@ def _memory_facts(memory_md: str) -> dict[FactCategory, list[str]]:
 
 
 def _find(facts: list[str], pattern: str) -> str:
+    """The first fact's capture group 1 (every pattern has exactly one)."""
     for fact in facts:
         match = re.search(pattern, fact)
         if match:
@@ -208,7 +209,7 @@ def _sections(conversations: str, memory_md: str) -> dict[str, Any]:
         "user": {
             "name": name,
             "location": _find(about, r"The user (?:lives in|is based in|is from) (.+)"),
-            "occupation": _find(about, r"The user (?:works (?:as|at|for|in) .+|is an? .+)"),
+            "occupation": _find(about, r"The user ((?:works (?:as|at|for|in)|is an?) .+)"),
             "relationships": facts[FactCategory.PEOPLE][:8],
             "interests": (likes + topics)[:8],
             "life_context": " ".join(about[:3]) if about else NO_DATA,

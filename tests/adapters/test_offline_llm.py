@@ -107,3 +107,19 @@ async def test_sections_from_facts_and_text_statistics() -> None:
     assert sections.agents.do_not
     again = await OfflineLLM().write_sections(SectionsRequest(sample, memory))
     assert again.value == reply.value
+
+
+async def test_sections_read_occupation_and_location_from_memory() -> None:
+    from app.adapters.offline_llm import OfflineLLM
+    from app.ports import SectionsRequest
+
+    memory = (
+        "## About Me\n\n- The user is a landscape architect in Lisbon.\n"
+        "- The user lives in Lisbon.\n"
+    )
+    reply = await OfflineLLM().write_sections(
+        SectionsRequest(conversations="User: hello there\nAssistant: hi", memory_md=memory)
+    )
+    user = reply.value["user"]
+    assert user["occupation"].startswith("is a landscape architect")
+    assert user["location"] == "Lisbon"
