@@ -18,7 +18,9 @@ from app.config import Settings, get_settings
 from app.errors import ConfigError
 from app.jobs import JobRunner
 from app.logging import RequestIdMiddleware, configure_logging
+from app.metrics import MeteredLLM
 from app.ports import LLM, Store
+from app.pricing import price_for_llm
 from app.processors.context import Pipeline
 
 __all__ = ["build_llm", "build_store", "check_settings", "create_app", "default_pipelines"]
@@ -89,9 +91,11 @@ def create_app(
             the_store = store or build_store(settings)
             if store is None:
                 stack.push_async_callback(the_store.aclose)
-            the_llm = llm or build_llm(settings)
+            inner_llm = llm or build_llm(settings)
             if llm is None:
-                stack.push_async_callback(the_llm.aclose)
+                stack.push_async_callback(inner_llm.aclose)
+            price = price_for_llm(settings, provider=inner_llm.provider, model=inner_llm.model)
+            the_llm = MeteredLLM(inner_llm, price=price)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
             webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
             runner: JobRunner | None = None

@@ -127,6 +127,10 @@ class Store(ExportSource, Protocol):
         """Set progress columns; only `JOB_UPDATABLE_COLUMNS`."""
         ...
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        """How many jobs are queued, running, complete and failed (every status present)."""
+        ...
+
     # --- conversation_chunks ---------------------------------------------------------------
     async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
         """Idempotent upsert keyed by chunk id, in batches; never touches `embedding`."""

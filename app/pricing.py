@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 from app.config import Settings
 from app.ports import LLMUsage
 
-__all__ = ["ModelPrice", "cost_usd", "price_for"]
+__all__ = ["OFFLINE_PRICE", "ModelPrice", "cost_usd", "price_for", "price_for_llm"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +47,8 @@ def cost_usd(usage: LLMUsage, price: ModelPrice) -> float:
         + usage.cache_creation_input_tokens * price.cache_write
         + usage.cache_read_input_tokens * price.cache_read
     ) / 1_000_000
+
+
+def price_for_llm(settings: Settings, *, provider: str, model: str) -> ModelPrice:
+    """What an LLM's calls cost: the model's price for Anthropic, nothing for the offline rules."""
+    return price_for(settings, model) if provider == "anthropic" else OFFLINE_PRICE

@@ -67,6 +67,14 @@ async def store(settings: Settings) -> AsyncIterator[LocalStore]:
     await store.aclose()
 
 
+def _sample(exposition: str, name: str) -> float:
+    """One sample's value from Prometheus text exposition."""
+    for line in exposition.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
 def _assert_portrait(profile: dict[str, Any]) -> None:
     assert profile["full_pass_status"] == "complete"
     assert profile["full_pass_error"] is None
@@ -110,8 +118,16 @@ async def test_offline_full_pass_then_a_rerun_pays_nothing(
         first_extract = first["stats"]["counts"]["extract_facts"]
         assert first_extract["calls"] > 0
 
+        metrics = (await client.get("/metrics", headers=auth())).text
+        assert 'soulprint_jobs{status="complete"} 1.0' in metrics
+        assert _sample(metrics, 'soulprint_llm_calls_total{outcome="ok",task="extract_facts"}') > 0
+        assert _sample(metrics, 'soulprint_step_duration_seconds_count{step="extract_facts"}') > 0
+        hits_before = _sample(metrics, "soulprint_fact_cache_hits_total")
+
         second = await _until_done(client, (await _start(client))["job_id"])
         assert second["status"] == "complete"
+        metrics = (await client.get("/metrics", headers=auth())).text
+        assert _sample(metrics, "soulprint_fact_cache_hits_total") > hits_before
         again = second["stats"]["counts"]["extract_facts"]
         assert again["calls"] == 0
         assert again["cached"] == first_extract["chunks"]

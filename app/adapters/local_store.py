@@ -359,6 +359,13 @@ class LocalStore:
         if await self._write(lambda conn: conn.execute(sql, params).rowcount) == 0:
             raise JobNotFound(f"no job {job_id}")
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        sql = "SELECT status, COUNT(*) FROM processing_jobs GROUP BY status"
+        rows = await self._run(lambda conn: conn.execute(sql).fetchall())
+        counts = {status.value: 0 for status in JobStatus}
+        counts.update({row[0]: int(row[1]) for row in rows})
+        return counts
+
     # --- conversation_chunks ---------------------------------------------------------------
 
     async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:

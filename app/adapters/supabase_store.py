@@ -305,6 +305,12 @@ class SupabaseStore:
         ):
             raise JobNotFound(f"no job {job_id}")
 
+    async def count_jobs_by_status(self) -> dict[str, int]:
+        return {
+            status.value: await self._count("processing_jobs", {"status": f"eq.{status.value}"})
+            for status in JobStatus
+        }
+
     # --- conversation_chunks ---------------------------------------------------------------
 
     async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
@@ -335,20 +341,21 @@ class SupabaseStore:
         return len(response.json())
 
     async def count_chunks(self, user_id: str) -> int:
+        return await self._count("conversation_chunks", {"user_id": f"eq.{user_id}"})
+
+    async def _count(self, table: str, filters: Mapping[str, str]) -> int:
+        """Rows matching `filters`, from PostgREST's exact count (`Content-Range: 0-0/<n>`)."""
         response = await self._http.request(
             "GET",
-            "/rest/v1/conversation_chunks",
-            table="conversation_chunks",
+            f"/rest/v1/{table}",
+            table=table,
             action="count",
-            params={"user_id": f"eq.{user_id}", "select": "id", "limit": "1"},
+            params={**filters, "select": "id", "limit": "1"},
             headers={"Prefer": "count=exact"},
         )
         total = response.headers.get("content-range", "").rpartition("/")[2]
         if not total.isdigit():
-            raise StoreError(
-                f"conversation_chunks: count came back without a total ({total!r})",
-                table="conversation_chunks",
-            )
+            raise StoreError(f"{table}: count came back without a total ({total!r})", table=table)
         return int(total)
 
     # --- fact cache ------------------------------------------------------------------------

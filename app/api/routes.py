@@ -6,13 +6,15 @@ from datetime import UTC, datetime
 from uuid import UUID
 
 import structlog
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import Authorized, ServicesDep
 from app.api.paths import validate_storage_path
 from app.api.schemas import ErrorResponse, FullPassView, JobView, ProcessAccepted, ProcessRequest
 from app.domain import FullPassStatus, NewJob
 from app.errors import JobNotFound, NotFound, ProfileNotFound
+from app.metrics import METRICS, REGISTRY
 
 __all__ = ["router"]
 
@@ -36,6 +38,20 @@ async def ready(services: ServicesDep) -> dict[str, str]:
     """Readiness: the store answers."""
     await services.store.ping()
     return {"status": "ready", "store": type(services.store).__name__, "llm": services.llm.provider}
+
+
+@router.get(
+    "/metrics",
+    dependencies=[Authorized],
+    responses={**_ERRORS, 200: {"content": {CONTENT_TYPE_LATEST: {}}}},
+    response_class=Response,
+    tags=["ops"],
+)
+async def metrics(services: ServicesDep) -> Response:
+    """Prometheus metrics: jobs by status, step durations, LLM calls, tokens, USD, cache hits."""
+    METRICS.set_jobs(await services.store.count_jobs_by_status())
+    METRICS.jobs_in_flight.set(services.runner.busy if services.runner else 0)
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.post(

@@ -17,6 +17,7 @@ import structlog
 
 from app.config import Settings
 from app.domain import STEPS, Job
+from app.metrics import METRICS
 from app.ports import LLM, Store
 
 __all__ = ["JobContext", "Pipeline", "StepFailed"]
@@ -79,7 +80,9 @@ class JobContext:
                 duration = int((self._clock() - started) * 1000)
                 log.warning("step.failed", error_type=type(exc).__name__, duration_ms=duration)
                 raise StepFailed(name, exc) from exc
-            duration = int((self._clock() - started) * 1000)
+            elapsed = self._clock() - started
+            METRICS.step_seconds.labels(step=name).observe(elapsed)
+            duration = int(elapsed * 1000)
             self.durations_ms[name] = self.durations_ms.get(name, 0) + duration
             log.info("step.completed", duration_ms=duration, **self.counts.get(name, {}))
 

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.metrics import METRICS
 from app.ports import LLMCall
 from app.pricing import ModelPrice, cost_usd
 
@@ -93,6 +94,7 @@ class CostLedger:
         """Chunks answered from the fact cache: work that was paid for by an earlier run."""
         if n <= 0:
             return
+        METRICS.fact_cache_hits.inc(n)
         with self._lock:
             self._step(step).cache_hits += n
 

@@ -291,3 +291,14 @@ async def test_download_export_copies_the_bytes(harness: StoreHarness, tmp_path:
 
 async def test_ping(harness: StoreHarness) -> None:
     await harness.store.ping()
+
+
+async def test_count_jobs_by_status_names_every_status(harness: StoreHarness) -> None:
+    store = harness.store
+    before = await store.count_jobs_by_status()
+    assert set(before) == {status.value for status in JobStatus}
+    await store.enqueue_job(_new(_user()))
+    await store.enqueue_job(_new(_user()))
+    after = await store.count_jobs_by_status()
+    assert after["queued"] == before["queued"] + 2
+    assert sum(after.values()) == sum(before.values()) + 2

@@ -326,6 +326,23 @@ async def test_delete_stale_and_count(store: SupabaseStore, api: respx.MockRoute
     assert count.calls.last.request.headers["prefer"] == "count=exact"
 
 
+async def test_count_jobs_by_status_asks_for_exact_counts(
+    store: SupabaseStore, api: respx.MockRouter
+) -> None:
+    route = api.get("/rest/v1/processing_jobs").respond(
+        200, json=[], headers={"Content-Range": "*/7"}
+    )
+    assert await store.count_jobs_by_status() == {
+        "queued": 7,
+        "running": 7,
+        "complete": 7,
+        "failed": 7,
+    }
+    statuses = [_query(call.request)["status"] for call in route.calls]
+    assert statuses == [["eq.queued"], ["eq.running"], ["eq.complete"], ["eq.failed"]]
+    assert all(call.request.headers["prefer"] == "count=exact" for call in route.calls)
+
+
 # --- fact cache ------------------------------------------------------------------------------
 
 

@@ -62,7 +62,9 @@ async def test_auth_on_process(
         assert response.json()["error"]["code"] == "unauthorized"
 
 
-@pytest.mark.parametrize("path", ["/ready", f"/jobs/{USER_ID}", f"/users/{USER_ID}/full-pass"])
+@pytest.mark.parametrize(
+    "path", ["/ready", "/metrics", f"/jobs/{USER_ID}", f"/users/{USER_ID}/full-pass"]
+)
 async def test_every_endpoint_but_health_needs_the_key(
     client: httpx.AsyncClient, path: str
 ) -> None:
@@ -88,6 +90,16 @@ async def test_process_queues_a_job_and_marks_the_profile(
     assert profile["full_pass_status"] == "processing"
     assert profile["full_pass_started_at"] is not None
     assert profile["full_pass_error"] is None
+
+
+async def test_metrics_count_jobs_by_status(client: httpx.AsyncClient) -> None:
+    await client.post("/process-full-v2", json=_body(), headers=auth())
+    response = await client.get("/metrics", headers=auth())
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'soulprint_jobs{status="queued"} 1.0' in response.text
+    assert 'soulprint_jobs{status="failed"} 0.0' in response.text
+    assert "soulprint_llm_calls_in_flight" in response.text
 
 
 async def test_second_request_returns_the_active_job(client: httpx.AsyncClient) -> None:

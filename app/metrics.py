@@ -1,0 +1,155 @@
+"""Prometheus metrics (`GET /metrics`): what a job costs and where its time goes, process-wide.
+
+Per-job figures live on the job row (`stats`); these are the fleet view. LLM calls are counted by
+`MeteredLLM`, a decorator around whatever LLM the lifespan built, so no stage has to remember to.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from app.domain import Fact
+from app.errors import LLMError
+from app.ports import (
+    LLM,
+    ExtractionRequest,
+    LLMReply,
+    MemoryRequest,
+    ReduceRequest,
+    SectionsRequest,
+)
+from app.pricing import ModelPrice, cost_usd
+
+__all__ = ["METRICS", "REGISTRY", "MeteredLLM", "Metrics"]
+
+T = TypeVar("T")
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+
+class Metrics:
+    """The service's instruments, on their own registry (no default process collectors)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs = Gauge(
+            "soulprint_jobs",
+            "Jobs in the store by status (read at scrape time)",
+            ["status"],
+            registry=registry,
+        )
+        self.jobs_finished = Counter(
+            "soulprint_jobs_finished_total",
+            "Jobs this process finished, by outcome (complete, failed, retry, released)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.jobs_in_flight = Gauge(
+            "soulprint_jobs_in_flight", "Jobs this process is running", registry=registry
+        )
+        self.step_seconds = Histogram(
+            "soulprint_step_duration_seconds",
+            "Wall time of each pipeline step",
+            ["step"],
+            buckets=(0.05, 0.25, 1, 5, 15, 60, 300, 900, 1800, 3600, 7200),
+            registry=registry,
+        )
+        self.llm_calls = Counter(
+            "soulprint_llm_calls_total",
+            "LLM calls by task and outcome",
+            ["task", "outcome"],
+            registry=registry,
+        )
+        self.llm_tokens = Counter(
+            "soulprint_llm_tokens_total",
+            "LLM tokens by kind (input, output, cache_write, cache_read)",
+            ["kind"],
+            registry=registry,
+        )
+        self.llm_usd = Counter(
+            "soulprint_llm_cost_usd_total", "LLM spend at the configured prices", registry=registry
+        )
+        self.llm_retries = Counter(
+            "soulprint_llm_retries_total",
+            "Retries the SDK made inside LLM calls",
+            registry=registry,
+        )
+        self.llm_in_flight = Gauge(
+            "soulprint_llm_calls_in_flight", "LLM calls awaiting a reply", registry=registry
+        )
+        self.llm_seconds = Histogram(
+            "soulprint_llm_call_duration_seconds",
+            "Wall time of LLM calls, retries included",
+            ["task"],
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+            registry=registry,
+        )
+        self.fact_cache_hits = Counter(
+            "soulprint_fact_cache_hits_total",
+            "Chunks answered from the fact cache instead of an LLM call",
+            registry=registry,
+        )
+
+    def set_jobs(self, counts: Mapping[str, int]) -> None:
+        for status, count in counts.items():
+            self.jobs.labels(status=status).set(count)
+
+
+METRICS = Metrics(REGISTRY)
+
+
+class MeteredLLM:
+    """Implements `LLM` by delegating, counting every call on the way through."""
+
+    def __init__(self, inner: LLM, *, price: ModelPrice, metrics: Metrics = METRICS) -> None:
+        self.inner = inner
+        self._price = price
+        self._metrics = metrics
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+    async def _measure(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
+        metrics = self._metrics
+        metrics.llm_in_flight.inc()
+        started = time.monotonic()
+        try:
+            reply = await call()
+        except LLMError as exc:
+            metrics.llm_calls.labels(task=task, outcome=exc.code).inc()
+            raise
+        finally:
+            metrics.llm_in_flight.dec()
+            metrics.llm_seconds.labels(task=task).observe(time.monotonic() - started)
+        usage = reply.call.usage
+        metrics.llm_calls.labels(task=task, outcome="ok").inc()
+        metrics.llm_tokens.labels(kind="input").inc(usage.input_tokens)
+        metrics.llm_tokens.labels(kind="output").inc(usage.output_tokens)
+        metrics.llm_tokens.labels(kind="cache_write").inc(usage.cache_creation_input_tokens)
+        metrics.llm_tokens.labels(kind="cache_read").inc(usage.cache_read_input_tokens)
+        metrics.llm_usd.inc(cost_usd(usage, self._price))
+        metrics.llm_retries.inc(reply.call.retries)
+        return reply
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        return await self._measure("extract_facts", lambda: self.inner.extract_facts(request))
+
+    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
+        return await self._measure("reduce_facts", lambda: self.inner.reduce_facts(request))
+
+    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
+        return await self._measure("write_memory", lambda: self.inner.write_memory(request))
+
+    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
+        return await self._measure("write_sections", lambda: self.inner.write_sections(request))
