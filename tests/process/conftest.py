@@ -1,0 +1,137 @@
+"""Fixtures for the process tests: a generated export and what the real chunker makes of it, the
+Messages-API simulator, an alert receiver, and the service started as real subprocesses."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from app.config import Settings
+from app.domain import UserSignal
+from app.processors.chunking import chunk_conversation
+from app.processors.export_reader import ExportReader
+from app.processors.extraction import build_extraction_text, signal_batches
+from bench.make_export import write_export
+from tests.support.messages_simulator import Simulator, SimulatorConfig, running_simulator
+from tests.support.service_process import ServiceProcess, service_env
+from tests.support.webhook_receiver import WebhookReceiver, running_receiver
+
+API_KEY = "process-test-secret"
+SIM_KEY = "sk-sim-process"
+CONCURRENCY = 3
+# Fast clocks so a takeover after a crash happens within seconds, not minutes.
+FAST_JOBS: dict[str, str | float | int] = {
+    "lease_seconds": 2,
+    "heartbeat_seconds": 0.5,
+    "poll_seconds": 0.1,
+    "retry_backoff_seconds": 0.2,
+    "shutdown_grace_seconds": 0.5,
+    "fact_extraction_concurrency": CONCURRENCY,
+    "anthropic_max_retries": 1,
+}
+
+
+@dataclass(frozen=True)
+class ExportTruth:
+    """What the real reader and chunker make of an export for one user: the ground truth."""
+
+    path: Path
+    chunk_ids: frozenset[str]
+    units: int  # distinct extraction calls a clean run makes (chunk contents + signal batches)
+
+
+def export_truth(path: Path, *, user_id: str) -> ExportTruth:
+    settings = Settings(_env_file=None)
+    ids: set[str] = set()
+    hashes: set[str] = set()
+    signals: list[UserSignal] = []
+    for conversation in ExportReader(path, settings=settings):
+        signals.extend(conversation.signals)
+        for chunk in chunk_conversation(
+            conversation,
+            user_id=user_id,
+            target_tokens=settings.chunk_target_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            max_message_chars=settings.max_message_chars,
+        ):
+            ids.add(chunk.id)
+            if build_extraction_text(chunk):
+                hashes.add(chunk.content_hash)
+    return ExportTruth(path, frozenset(ids), len(hashes) + len(signal_batches(signals)))
+
+
+@pytest.fixture(scope="session")
+def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_export(
+        tmp_path_factory.mktemp("exports") / "export-1mb.json", size_mb=1.0, fmt="json", seed=11
+    )
+
+
+@pytest.fixture
+def simulator() -> Iterator[Simulator]:
+    config = SimulatorConfig(latency_s=0.08, jitter=0.5, seed=5)
+    with running_simulator(config) as sim:
+        yield sim
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    with running_receiver() as hooks:
+        yield hooks
+
+
+class Services:
+    """Start service processes for one test and make sure none outlives it."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.started: list[ServiceProcess] = []
+
+    def start(self, command: str, **settings: Any) -> ServiceProcess:
+        n = len(self.started)
+        process = ServiceProcess(
+            command,
+            env=service_env(**settings),
+            log_path=self.root / f"{command}-{n}.log",
+            workdir=self.root / "cwd",
+        )
+        self.started.append(process)
+        process.wait_healthy()
+        return process
+
+    def close(self) -> None:
+        for process in self.started:
+            process.close()
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Services]:
+    running = Services(tmp_path)
+    yield running
+    running.close()
+
+
+def wait_until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
+    """Poll `check` until it returns something truthy; fail saying what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+def sqlite_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read the service's SQLite file directly (read-only), as an operator would."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
