@@ -24,7 +24,14 @@ class ProcessRequest(BaseModel):
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
 
     user_id: UUID
-    storage_path: str = Field(min_length=1, max_length=1024)
+    storage_path: str = Field(
+        min_length=5,
+        max_length=1024,
+        # Documented for clients and fuzzers; enforced by validate_storage_path, which says why.
+        json_schema_extra={"pattern": r"^[^/]+/[^/]+/.+$"},
+        description="`<bucket>/<user_id>/<file>`: an allowed bucket, inside the user's own folder",
+        examples=["imports/5b0f3c52-8f3a-4c47-9a55-2f6a1f0e9d11/1700000000-conversations.json"],
+    )
     conversation_count: int | None = Field(default=None, ge=0)
     message_count: int | None = Field(default=None, ge=0)
     force: bool = Field(default=False, description="Run again even if this export completed.")
