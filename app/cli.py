@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import sys
+import uuid
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -20,6 +21,7 @@ import structlog
 
 from app.config import Settings, get_settings
 from app.errors import AppError, BadExport, ConfigError
+from app.logging import configure_logging
 
 __all__ = ["DEMO_USER_ID", "main"]
 
@@ -57,6 +59,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("export", type=Path, help="a .json, .json.gz or .zip export")
 
+    status = commands.add_parser("status", help="a job's or a user's full-pass status, as JSON")
+    status.add_argument("id", help="a job id, or a user id (both UUIDs)")
+
+    retry = commands.add_parser("retry", help="put a failed job back on the queue")
+    retry.add_argument("job_id", help="the failed job's id")
+
     commands.add_parser(
         "demo",
         help="put the bundled sample export in the local store for a demo user and print the "
@@ -69,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = get_settings()
+        # Logs go to stderr, so stdout stays the command's own output (JSON for scripts).
+        configure_logging(log_format=settings.log_format, level=settings.log_level)
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
         if args.command == "worker":
@@ -77,6 +87,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(settings, args.export)
         if args.command == "demo":
             return asyncio.run(_demo(settings))
+        if args.command == "status":
+            return asyncio.run(_status(settings, args.id))
+        if args.command == "retry":
+            return asyncio.run(_retry(settings, args.job_id))
     except (ConfigError, BadExport) as exc:
         _error(exc.message)
         return 2
@@ -101,10 +115,8 @@ def _serve(settings: Settings, *, host: str, port: int) -> int:
 async def _worker(settings: Settings) -> int:
     from app.alerts import Alerter
     from app.jobs import JobRunner
-    from app.logging import configure_logging
     from app.main import build_llm, build_store, check_settings, default_pipelines
 
-    configure_logging(log_format=settings.log_format, level=settings.log_level)
     check_settings(settings)
     store, llm = build_store(settings), build_llm(settings)
     webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
@@ -137,6 +149,45 @@ def _inspect(settings: Settings, export: Path) -> int:
         return 2
     summary = inspect_export(export, settings=settings)
     _say(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+def _uuid(value: str, what: str) -> str:
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ConfigError(f"{what} must be a UUID, not {value!r}") from None
+
+
+async def _status(settings: Settings, ident: str) -> int:
+    from app.api.schemas import JobView
+    from app.api.views import full_pass_view
+    from app.main import build_store
+
+    key = _uuid(ident, "the id")
+    store = build_store(settings)
+    try:
+        job = await store.get_job(key)
+        if job is not None:
+            _say(JobView.of(job).model_dump_json(indent=2))
+        else:
+            _say((await full_pass_view(store, key)).model_dump_json(indent=2))
+    finally:
+        await store.aclose()
+    return 0
+
+
+async def _retry(settings: Settings, job_id: str) -> int:
+    from app.api.schemas import JobView
+    from app.api.views import retry_failed_job
+    from app.main import build_store
+
+    store = build_store(settings)
+    try:
+        job = await retry_failed_job(store, _uuid(job_id, "job_id"))
+    finally:
+        await store.aclose()
+    _say(JobView.of(job).model_dump_json(indent=2))
     return 0
 
 

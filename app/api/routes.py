@@ -12,8 +12,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from app.api.deps import Authorized, ServicesDep
 from app.api.paths import validate_storage_path
 from app.api.schemas import ErrorResponse, FullPassView, JobView, ProcessAccepted, ProcessRequest
+from app.api.views import full_pass_view, retry_failed_job
 from app.domain import FullPassStatus, NewJob
-from app.errors import JobNotFound, NotFound, ProfileNotFound
+from app.errors import JobNotFound, ProfileNotFound
 from app.metrics import METRICS, REGISTRY
 
 __all__ = ["router"]
@@ -112,30 +113,11 @@ async def get_job(job_id: UUID, services: ServicesDep) -> JobView:
 )
 async def retry_job(job_id: UUID, services: ServicesDep) -> JobView:
     """Put a failed job back on the queue (operator action after fixing the cause)."""
-    job = await services.store.requeue_job(str(job_id))
-    await services.store.update_profile(
-        job.user_id,
-        {"full_pass_status": FullPassStatus.PROCESSING.value, "full_pass_error": None},
-    )
-    log.info("job.retry_requested", job_id=job.id, user_id=job.user_id)
-    return JobView.of(job)
+    return JobView.of(await retry_failed_job(services.store, str(job_id)))
 
 
 @router.get(
     "/users/{user_id}/full-pass", dependencies=[Authorized], responses=_ERRORS, tags=["full pass"]
 )
 async def get_full_pass(user_id: UUID, services: ServicesDep) -> FullPassView:
-    uid = str(user_id)
-    profile = await services.store.get_profile_status(uid)
-    job = await services.store.latest_job_for_user(uid)
-    if profile is None and job is None:
-        raise NotFound(f"no profile and no full-pass job for user {uid}")
-    profile = profile or {}
-    return FullPassView(
-        user_id=uid,
-        full_pass_status=profile.get("full_pass_status"),
-        full_pass_started_at=profile.get("full_pass_started_at"),
-        full_pass_completed_at=profile.get("full_pass_completed_at"),
-        full_pass_error=profile.get("full_pass_error"),
-        job=JobView.of(job) if job else None,
-    )
+    return await full_pass_view(services.store, str(user_id))
