@@ -3,7 +3,6 @@ Messages-API simulator, an alert receiver, and the service started as real subpr
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,7 +17,10 @@ from app.processors.chunking import chunk_conversation
 from app.processors.export_reader import ExportReader
 from app.processors.extraction import build_extraction_text, signal_batches
 from bench.make_export import write_export
+from tests.process.backends import Backend, LocalBackend, PostgresBackend
+from tests.support import pg
 from tests.support.messages_simulator import Simulator, SimulatorConfig, running_simulator
+from tests.support.postgrest_server import PostgrestServer, running_postgrest
 from tests.support.service_process import ServiceProcess, service_env
 from tests.support.webhook_receiver import WebhookReceiver, running_receiver
 
@@ -75,7 +77,7 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
-    config = SimulatorConfig(latency_s=0.08, jitter=0.5, seed=5)
+    config = SimulatorConfig(latency_s=0.12, jitter=0.5, seed=5)
     with running_simulator(config) as sim:
         yield sim
 
@@ -117,21 +119,39 @@ def services(tmp_path: Path) -> Iterator[Services]:
     running.close()
 
 
-def wait_until(check: Callable[[], Any], *, timeout: float, what: str) -> Any:
-    """Poll `check` until it returns something truthy; fail saying what never happened."""
+def wait_until(
+    check: Callable[[], Any],
+    *,
+    timeout: float,
+    what: str,
+    context: Callable[[], object] | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy; fail saying what never happened (and,
+    with `context`, what the state was then)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+    state = f"; state: {context()}" if context is not None else ""
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{state}")
 
 
-def sqlite_rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Read the service's SQLite file directly (read-only), as an operator would."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
+@pytest.fixture
+def postgres(tmp_path: Path) -> Iterator[tuple[str, PostgrestServer, Path]]:
+    """A fresh migrated database behind the PostgREST stand-in, and its storage folder."""
+    storage = tmp_path / "pg-storage"
+    storage.mkdir()
+    with pg.temporary_database("soulprint_process") as conninfo:
+        pg.apply_migrations(conninfo)
+        with running_postgrest(conninfo, storage) as server:
+            yield conninfo, server, storage
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        return LocalBackend(tmp_path / "data")
+    conninfo, server, storage = request.getfixturevalue("postgres")
+    return PostgresBackend(conninfo, server, storage)

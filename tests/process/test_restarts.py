@@ -13,6 +13,7 @@ import pytest
 
 from app.adapters.local_store import LocalStore
 from app.domain import JobStatus
+from tests.process.backends import sqlite_rows
 from tests.process.conftest import (
     API_KEY,
     CONCURRENCY,
@@ -21,7 +22,6 @@ from tests.process.conftest import (
     ExportTruth,
     Services,
     export_truth,
-    sqlite_rows,
     wait_until,
 )
 from tests.support.messages_simulator import Simulator
@@ -124,7 +124,12 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
     _seed(data_dir, truth.path)
     first = services.start("serve", **_settings(data_dir, simulator))
     job_id = _post_job(first)
-    wait_until(lambda: _mid_extraction(db, job_id), timeout=30, what="extraction with a cache")
+    wait_until(
+        lambda: _mid_extraction(db, job_id),
+        timeout=30,
+        what="extraction with a cache",
+        context=lambda: (_job(db, job_id), _cached(db), first.tail(5)),
+    )
     assert first.kill() == -9
     crashed = _job(db, job_id)
     cached_at_crash = _cached(db)
@@ -134,7 +139,12 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
     assert crashed["lease_owner"] is not None
 
     second = services.start("serve", **_settings(data_dir, simulator))
-    wait_until(lambda: _job(db, job_id)["status"] == "complete", timeout=60, what="completion")
+    wait_until(
+        lambda: _job(db, job_id)["status"] == "complete",
+        timeout=60,
+        what="completion",
+        context=lambda: (_job(db, job_id), second.tail(5)),
+    )
     second.terminate()
 
     done, profile = _job(db, job_id), _profile(db)
@@ -163,7 +173,12 @@ def test_sigterm_mid_extraction_releases_then_completes(
     _seed(data_dir, truth.path)
     first = services.start("serve", **_settings(data_dir, simulator))
     job_id = _post_job(first)
-    wait_until(lambda: _mid_extraction(db, job_id), timeout=30, what="extraction with a cache")
+    wait_until(
+        lambda: _mid_extraction(db, job_id),
+        timeout=30,
+        what="extraction with a cache",
+        context=lambda: (_job(db, job_id), _cached(db), first.tail(5)),
+    )
     # uvicorn re-raises the SIGTERM it handled once the lifespan has ended cleanly.
     assert first.terminate() in (0, -15)
     assert first.events("service.stopped")
@@ -184,7 +199,12 @@ def test_sigterm_mid_extraction_releases_then_completes(
     assert _cached(db) >= calls_before - CONCURRENCY
 
     second = services.start("serve", **_settings(data_dir, simulator))
-    wait_until(lambda: _job(db, job_id)["status"] == "complete", timeout=60, what="completion")
+    wait_until(
+        lambda: _job(db, job_id)["status"] == "complete",
+        timeout=60,
+        what="completion",
+        context=lambda: (_job(db, job_id), second.tail(5)),
+    )
     second.terminate()
     done = _job(db, job_id)
     assert done["attempts"] == 1
