@@ -7,12 +7,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check install clean bench-ingest
+.PHONY: run test lint check install clean bench-ingest bench-load
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -34,6 +34,9 @@ check: test
 
 bench-ingest: $(STAMP)
 	$(BIN)/python -m bench.ingest
+
+bench-load: $(STAMP)
+	$(BIN)/python -m bench.load_api --clients 200 --seconds 30
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -30,7 +30,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
+import aiohttp
 import httpx
+import uvloop
 
 API_KEY = "load-test-key"
 
@@ -71,29 +73,41 @@ def _seed(data_dir: Path, users: list[str]) -> None:
     asyncio.run(seed())
 
 
-async def _client(http: httpx.AsyncClient, user: str, deadline: float, tally: Tally) -> None:
+async def _timed(
+    http: aiohttp.ClientSession,
+    tally: Tally,
+    endpoint: str,
+    method: str,
+    url: str,
+    expected: int,
+    body: dict[str, str] | None = None,
+) -> dict[str, object] | None:
+    started = time.perf_counter()
+    try:
+        async with http.request(method, url, json=body) as response:
+            payload: dict[str, object] = await response.json(content_type=None)
+            tally.record(endpoint, started, response.status, {expected})
+            return payload if response.status == expected else None
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        tally.record(endpoint, started, None, {expected})
+        tally.errors[type(exc).__name__] += 1
+        return None
+
+
+async def _client(
+    http: aiohttp.ClientSession, base_url: str, user: str, deadline: float, tally: Tally
+) -> None:
     body = {"user_id": user, "storage_path": f"imports/{user}/export.json"}
     while time.perf_counter() < deadline:
-        started = time.perf_counter()
-        job_id = None
-        try:
-            response = await http.post("/process-full-v2", json=body)
-            tally.record("POST /process-full-v2", started, response.status_code, {202})
-            job_id = response.json().get("job_id") if response.status_code == 202 else None
-        except httpx.HTTPError as exc:
-            tally.record("POST /process-full-v2", started, None, {202})
-            tally.errors[type(exc).__name__] += 1
-        for path in (f"/jobs/{job_id}" if job_id else None, f"/users/{user}/full-pass"):
-            if path is None or time.perf_counter() >= deadline:
-                continue
-            endpoint = "GET /jobs/{id}" if path.startswith("/jobs") else "GET /users/{id}/full-pass"
-            started = time.perf_counter()
-            try:
-                response = await http.get(path)
-                tally.record(endpoint, started, response.status_code, {200})
-            except httpx.HTTPError as exc:
-                tally.record(endpoint, started, None, {200})
-                tally.errors[type(exc).__name__] += 1
+        accepted = await _timed(
+            http, tally, "POST /process-full-v2", "POST", f"{base_url}/process-full-v2", 202, body
+        )
+        if accepted is not None and time.perf_counter() < deadline:
+            url = f"{base_url}/jobs/{accepted['job_id']}"
+            await _timed(http, tally, "GET /jobs/{id}", "GET", url, 200)
+        if time.perf_counter() < deadline:
+            url = f"{base_url}/users/{user}/full-pass"
+            await _timed(http, tally, "GET /users/{id}/full-pass", "GET", url, 200)
 
 
 def _overlapping_jobs(db: Path) -> int:
@@ -117,14 +131,16 @@ def _percentile(values: list[float], q: float) -> float:
 
 async def _load(base_url: str, users: list[str], clients: int, seconds: float) -> Tally:
     tally = Tally()
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    connector = aiohttp.TCPConnector(limit=clients)
     headers = {"Authorization": f"Bearer {API_KEY}"}
-    async with httpx.AsyncClient(
-        base_url=base_url, headers=headers, limits=limits, timeout=30.0
-    ) as http:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, headers=headers, timeout=timeout) as http:
         deadline = time.perf_counter() + seconds
         await asyncio.gather(
-            *(_client(http, users[i % len(users)], deadline, tally) for i in range(clients))
+            *(
+                _client(http, base_url, users[i % len(users)], deadline, tally)
+                for i in range(clients)
+            )
         )
     return tally
 
@@ -134,6 +150,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--clients-per-user", type=int, default=4)
+    parser.add_argument(
+        "--no-worker", action="store_true", help="run the API without its job runner (baseline)"
+    )
     args = parser.parse_args()
 
     workdir = Path(tempfile.mkdtemp(prefix="soulprint-load-"))
@@ -147,6 +166,7 @@ def main() -> int:
         "LOG_LEVEL": "WARNING",
         "LOG_FORMAT": "json",
         "POLL_SECONDS": "0.2",
+        "RUN_WORKER": "false" if args.no_worker else "true",
     }
     for name in ("SUPABASE_URL", "ANTHROPIC_API_KEY"):
         env.pop(name, None)
@@ -165,7 +185,7 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.1)
         started = time.perf_counter()
-        tally = asyncio.run(_load(base_url, users, args.clients, args.seconds))
+        tally = uvloop.run(_load(base_url, users, args.clients, args.seconds))
         elapsed = time.perf_counter() - started
     finally:
         server.terminate()
@@ -176,7 +196,8 @@ def main() -> int:
             "SELECT status, COUNT(*) FROM processing_jobs GROUP BY status"
         ).fetchall()
 
-    print(f"clients={args.clients} users={len(users)} seconds={args.seconds:g}")
+    worker = "off" if args.no_worker else "on"
+    print(f"clients={args.clients} users={len(users)} seconds={args.seconds:g} worker={worker}")
     print(f"requests={tally.requests} ({tally.requests / elapsed:.0f}/s)")
     for endpoint, values in sorted(tally.latencies.items()):
         print(
