@@ -117,7 +117,7 @@ async def _worker(settings: Settings) -> int:
     from app.jobs import JobRunner
     from app.main import build_llm, build_store, check_settings, default_pipelines
 
-    check_settings(settings)
+    check_settings(settings, serving=False)
     store, llm = build_store(settings), build_llm(settings)
     webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
     async with httpx.AsyncClient(timeout=10.0) as http:

@@ -28,15 +28,18 @@ __all__ = ["build_llm", "build_store", "check_settings", "create_app", "default_
 log = structlog.get_logger(__name__)
 
 
-def check_settings(settings: Settings) -> None:
-    """Refuse to start in a configuration that would be unsafe or cannot work, and say why."""
+def check_settings(settings: Settings, *, serving: bool = True) -> None:
+    """Refuse to start in a configuration that would be unsafe or cannot work, and say why.
+
+    A worker process (`serving=False`) answers no HTTP, so it needs no API key.
+    """
     if settings.uses_supabase:
         if not settings.supabase_url or settings.supabase_service_key is None:
             raise ConfigError(
                 "the Supabase store needs SUPABASE_URL and SUPABASE_SERVICE_KEY; unset "
                 "SUPABASE_URL to use the local store"
             )
-        if settings.rlm_api_key is None and not settings.allow_unauthenticated:
+        if serving and settings.rlm_api_key is None and not settings.allow_unauthenticated:
             raise ConfigError(
                 "RLM_API_KEY is not set: with the Supabase store the API would be open to anyone. "
                 "Set RLM_API_KEY (the frontend's shared secret), or ALLOW_UNAUTHENTICATED=true "

@@ -10,7 +10,7 @@ import pytest
 from app.adapters.local_store import LocalStore
 from app.config import Settings
 from app.errors import ConfigError
-from app.main import create_app
+from app.main import check_settings, create_app
 from tests.conftest import API_KEY, USER_ID, auth, make_settings, serve
 
 OTHER_USER = "0d4b8c1e-2222-4a4a-8b8b-123456789abc"
@@ -210,6 +210,7 @@ def test_supabase_without_api_key_refuses_to_start(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="RLM_API_KEY"):
         create_app(settings)
+    check_settings(settings, serving=False)  # a worker answers no HTTP: no key needed
     allowed = make_settings(
         tmp_path,
         supabase_url="https://x.supabase.co",
