@@ -40,7 +40,7 @@ def normalise_chatgpt(
     signals: list[UserSignal] = []
     for node in path:
         message = node.get("message")
-        if isinstance(message, Mapping):
+        if type(message) is dict or isinstance(message, Mapping):
             _read_message(
                 message,
                 conv_id=conv_id,
@@ -85,7 +85,7 @@ def _visible_branch(mapping: Mapping[str, Any], current: Any) -> list[Mapping[st
             raise SkipConversation("cyclic parent chain")
         seen.add(node_id)
         node = mapping[node_id]
-        if not isinstance(node, Mapping):
+        if not (type(node) is dict or isinstance(node, Mapping)):
             break
         chain.append(node)
         node_id = node.get("parent")
@@ -117,14 +117,17 @@ def _read_message(
     messages: list[Message],
     signals: list[UserSignal],
 ) -> None:
+    # Runs for every node of every conversation: checks are ordered as before (so odd values
+    # fail the same way), `type(x) is dict` short-cuts the slow `Mapping` ABC check for what
+    # ijson builds, and times are parsed only for the messages that are kept.
     author = message.get("author")
-    role = author.get("role") if isinstance(author, Mapping) else None
+    role = author.get("role") if type(author) is dict or isinstance(author, Mapping) else None
     content = message.get("content")
-    if not isinstance(content, Mapping):
+    if not (type(content) is dict or isinstance(content, Mapping)):
         return
     content_type = content.get("content_type") or "text"
-    created = parse_time(message.get("create_time"))
     if content_type in ("user_editable_context", "model_editable_context"):
+        created = parse_time(message.get("create_time"))
         signal = _context_signal(content, conv_id=conv_id, created=created, limit=limit)
         if signal is not None:
             signals.append(signal)
@@ -133,10 +136,12 @@ def _read_message(
     if role == "assistant" and recipient == "bio":
         text = visible_text(_content_text(content), limit)
         if text:
-            signals.append(UserSignal("bio", text, conv_id, created))
+            signals.append(UserSignal("bio", text, conv_id, parse_time(message.get("create_time"))))
         return
     metadata = message.get("metadata")
-    hidden = isinstance(metadata, Mapping) and metadata.get("is_visually_hidden_from_conversation")
+    hidden = (type(metadata) is dict or isinstance(metadata, Mapping)) and metadata.get(
+        "is_visually_hidden_from_conversation"
+    )
     if role not in _DIALOGUE_ROLES or hidden or content_type not in _TEXT_TYPES:
         return
     if recipient not in (None, "all"):
@@ -144,12 +149,14 @@ def _read_message(
     text = visible_text(_content_text(content), limit)
     if text:
         dialogue_role: Role = "user" if role == "user" else "assistant"
-        messages.append(Message(dialogue_role, text, created))
+        messages.append(Message(dialogue_role, text, parse_time(message.get("create_time"))))
 
 
 def _content_text(content: Mapping[str, Any]) -> str:
-    pieces: list[str] = []
     parts = content.get("parts")
+    if type(parts) is list and len(parts) == 1 and type(parts[0]) is str:
+        return parts[0]  # the common case, as the general path below would give it
+    pieces: list[str] = []
     if isinstance(parts, list):
         for part in parts:
             if isinstance(part, str):

@@ -33,6 +33,11 @@ def format_message(message: Message) -> str:
     return f"{_LABEL[message.role]}: {message.text}"
 
 
+# One piece of a chunk: the (possibly cut or split) message, its token estimate + 1 for the
+# joining newline, and its rendered "Label: text" line, computed once and reused for the content.
+_Piece = tuple[Message, int, str]
+
+
 def chunk_conversation(
     conversation: Conversation,
     *,
@@ -43,19 +48,25 @@ def chunk_conversation(
 ) -> list[Chunk]:
     """Chunks of about `target_tokens` each; with `overlap_tokens` > 0 a chunk repeats the last
     whole messages of the previous one, up to that many tokens."""
-    pieces: list[tuple[Message, int]] = []
+    pieces: list[_Piece] = []
     for message in conversation.messages:
         text = truncate_middle(message.text, max_message_chars)
+        line = format_message(message)
+        tokens = estimate_tokens(line)
+        if tokens <= target_tokens and text == message.text:
+            pieces.append((message, tokens + 1, line))  # fits whole: the common case
+            continue
         for part in _split_long(message, text, target_tokens):
-            pieces.append((part, estimate_tokens(format_message(part)) + 1))
-    groups: list[list[tuple[Message, int]]] = []
-    current: list[tuple[Message, int]] = []
+            line = format_message(part)
+            pieces.append((part, estimate_tokens(line) + 1, line))
+    groups: list[list[_Piece]] = []
+    current: list[_Piece] = []
     tokens = fresh = 0
     for piece in pieces:
         if fresh and tokens + piece[1] > target_tokens:
             groups.append(current)
             current = _overlap(current, overlap_tokens)
-            tokens, fresh = sum(t for _, t in current), 0
+            tokens, fresh = sum(p[1] for p in current), 0
         current.append(piece)
         tokens += piece[1]
         fresh += 1
@@ -63,37 +74,54 @@ def chunk_conversation(
         groups.append(current)
     created = conversation.created_at or _first_time(conversation.messages)
     return [
-        _chunk(conversation, [m for m, _ in group], index=i, user_id=user_id, created_at=created)
+        _chunk(conversation, group, index=i, user_id=user_id, created_at=created)
         for i, group in enumerate(groups)
     ]
 
 
 def _chunk(
     conversation: Conversation,
-    messages: list[Message],
+    group: list[_Piece],
     *,
     index: int,
     user_id: str,
     created_at: datetime | None,
 ) -> Chunk:
-    content = "\n".join(format_message(m) for m in messages)
-    digest = hashlib.sha256(f"{conversation.id}\n{index}\n{content}".encode()).hexdigest()
+    content = "\n".join([p[2] for p in group])
+    prefix = f"{conversation.id}\n{index}\n"
+    encoded = (prefix + content).encode()
+    digest = hashlib.sha256(encoded).hexdigest()
+    # The hashed bytes are the content's UTF-8 after the prefix: its token estimate comes for
+    # free (the same figure as `estimate_tokens(content)`, without encoding the content again).
+    content_bytes = len(encoded) - (len(prefix) if prefix.isascii() else len(prefix.encode()))
     return Chunk(
-        id=str(uuid.uuid5(CHUNK_NAMESPACE, f"{user_id}\n{conversation.id}\n{digest}")),
+        id=_uuid5(f"{user_id}\n{conversation.id}\n{digest}"),
         conversation_id=conversation.id,
         title=conversation.title,
         created_at=created_at,
         index=index,
         content=content,
-        message_count=len(messages),
+        message_count=len(group),
         content_hash=digest,
-        token_estimate=estimate_tokens(content),
-        messages=tuple(messages),
+        token_estimate=(content_bytes + 3) // 4,
+        messages=tuple([p[0] for p in group]),
     )
 
 
-def _overlap(group: Sequence[tuple[Message, int]], budget: int) -> list[tuple[Message, int]]:
-    tail: list[tuple[Message, int]] = []
+_NAMESPACE_BYTES = CHUNK_NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """`str(uuid.uuid5(CHUNK_NAMESPACE, name))`, without building a `UUID` object per chunk."""
+    raw = bytearray(hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest())
+    raw[6] = (raw[6] & 0x0F) | 0x50  # version 5
+    raw[8] = (raw[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = raw[:16].hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _overlap(group: Sequence[_Piece], budget: int) -> list[_Piece]:
+    tail: list[_Piece] = []
     used = 0
     for piece in reversed(group):
         if used + piece[1] > budget:
@@ -104,38 +132,51 @@ def _overlap(group: Sequence[tuple[Message, int]], budget: int) -> list[tuple[Me
 
 
 def _split_long(message: Message, text: str, target_tokens: int) -> list[Message]:
-    """The message as one piece if it fits the budget, else sentence-packed pieces that do."""
-    if estimate_tokens(format_message(message)) <= target_tokens and text == message.text:
-        return [message]
+    """Sentence-packed pieces that fit the budget, for a message that does not fit whole (or was
+    cut by `truncate_middle`): the caller handles the message that fits as it is."""
     budget = max(target_tokens - 8, 16)  # room for the "Assistant: " label
     if estimate_tokens(text) <= budget:
         return [Message(message.role, text, message.created_at)]
+    # Greedy packing: sentences joined by one space while `estimate_tokens` of the joined text
+    # stays within the budget. UTF-8 sizes add up (the space is one byte), so the estimate of a
+    # candidate is computed from the sizes instead of encoding every candidate.
     pieces: list[str] = []
-    current = ""
-    for sentence in _sentences(text, budget):
-        candidate = f"{current} {sentence}" if current else sentence
-        if current and estimate_tokens(candidate) > budget:
-            pieces.append(current)
-            candidate = sentence
-        current = candidate
+    current: list[str] = []
+    size = 0
+    for sentence, sentence_size in _sentences(text, budget):
+        if current and (size + 1 + sentence_size + 3) // 4 > budget:
+            pieces.append(" ".join(current))
+            current, size = [], 0
+        size = size + 1 + sentence_size if current else sentence_size
+        current.append(sentence)
     if current:
-        pieces.append(current)
+        pieces.append(" ".join(current))
     return [Message(message.role, piece, message.created_at) for piece in pieces]
 
 
-def _sentences(text: str, budget: int) -> list[str]:
-    """Sentences, with any single one longer than the budget cut into budget-sized slices."""
-    out: list[str] = []
+def _sentences(text: str, budget: int) -> list[tuple[str, int]]:
+    """(sentence, UTF-8 size) pairs, with any single sentence longer than the budget cut into
+    budget-sized slices."""
+    out: list[tuple[str, int]] = []
     for sentence in _SENTENCE_END.split(text):
         sentence = sentence.strip()
         if not sentence:
             continue
-        if estimate_tokens(sentence) <= budget:
-            out.append(sentence)
+        size = _utf8_size(sentence)
+        if (size + 3) // 4 <= budget:
+            out.append((sentence, size))
             continue
         step = max(budget * 4 * len(sentence) // len(sentence.encode("utf-8")), 1)
-        out.extend(sentence[i : i + step] for i in range(0, len(sentence), step))
+        out.extend(
+            (piece, _utf8_size(piece))
+            for piece in (sentence[i : i + step] for i in range(0, len(sentence), step))
+        )
     return out
+
+
+def _utf8_size(text: str) -> int:
+    """The byte count `estimate_tokens` works from."""
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
 
 
 def _first_time(messages: Sequence[Message]) -> datetime | None:

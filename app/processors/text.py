@@ -25,6 +25,12 @@ __all__ = [
 _CITATIONS = re.compile(
     "\ue200[^\ue200\ue201]{0,200}\ue201|[\ue000-\uf8ff]|【[^【】\n]{0,80}†[^【】\n]{0,80}】"
 )
+# Fast paths for `_CITATIONS`. Every branch of it needs a private-use character or "【", so a text
+# without either is left alone; a text with "【" but no private-use character can only match the
+# bracketed branch, which starts with a literal (searched for quickly, unlike the alternation
+# that is tried at every position). Same result, a fraction of the time on non-ASCII prose.
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_BRACKETED = re.compile("【[^【】\n]{0,80}†[^【】\n]{0,80}】")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _SPACES_BEFORE_NEWLINE = re.compile("[ \t]+\n")
 _MANY_NEWLINES = re.compile("\n{3,}")
@@ -49,7 +55,10 @@ def clean_text(text: str) -> str:
     runs on every message of exports of a gigabyte.
     """
     if not text.isascii():
-        text = _CITATIONS.sub("", text)
+        if _PRIVATE_USE.search(text) is not None:
+            text = _CITATIONS.sub("", text)
+        elif "【" in text:
+            text = _BRACKETED.sub("", text)
     if not text.isprintable():  # newlines and tabs count as unprintable: a cheap pre-check
         text = _CONTROL.sub("", text)
         if "\r" in text:
