@@ -20,6 +20,7 @@ import httpx
 import structlog
 
 from app.config import Settings, get_settings
+from app.domain import JobStatus
 from app.errors import AppError, BadExport, ConfigError
 from app.logging import configure_logging
 
@@ -59,6 +60,27 @@ def _parser() -> argparse.ArgumentParser:
     )
     inspect.add_argument("export", type=Path, help="a .json, .json.gz or .zip export")
 
+    process = commands.add_parser(
+        "process",
+        help="run a whole full pass on this machine and write an OpenClaw agent workspace",
+        description="Runs the full pass locally (embedded store; Anthropic when ANTHROPIC_API_KEY "
+        "is set, the offline rule-based provider otherwise) and writes SOUL.md, IDENTITY.md, "
+        "USER.md, AGENTS.md, TOOLS.md and MEMORY.md. Progress is shown on a terminal.",
+    )
+    process.add_argument("export", type=Path, help="a .json, .json.gz or .zip export")
+    process.add_argument(
+        "--out",
+        type=Path,
+        default=Path("soulprint-workspace"),
+        help="folder for the workspace files (default ./soulprint-workspace)",
+    )
+    process.add_argument(
+        "--json", action="store_true", help="print the result (job and files) as JSON on stdout"
+    )
+    process.add_argument(
+        "--verbose", action="store_true", help="show the pipeline's log events (on stderr)"
+    )
+
     status = commands.add_parser("status", help="a job's or a user's full-pass status, as JSON")
     status.add_argument("id", help="a job id, or a user id (both UUIDs)")
 
@@ -87,6 +109,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(settings, args.export)
         if args.command == "demo":
             return asyncio.run(_demo(settings))
+        if args.command == "process":
+            if not args.export.is_file():
+                _error(f"no such file: {args.export}")
+                return 2
+            if not args.verbose:  # the progress line is the display; events only when asked
+                configure_logging(log_format=settings.log_format, level="WARNING")
+            return asyncio.run(_process(settings, args.export, out=args.out, as_json=args.json))
         if args.command == "status":
             return asyncio.run(_status(settings, args.id))
         if args.command == "retry":
@@ -149,6 +178,37 @@ def _inspect(settings: Settings, export: Path) -> int:
         return 2
     summary = inspect_export(export, settings=settings)
     _say(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0
+
+
+async def _process(settings: Settings, export: Path, *, out: Path, as_json: bool) -> int:
+    from app.api.schemas import JobView
+    from app.local_run import process_export
+
+    result = await process_export(export, settings=settings, out_dir=out)
+    job = result.job
+    if as_json:
+        _say(
+            json.dumps(
+                {
+                    "status": job.status.value,
+                    "job": JobView.of(job).model_dump(mode="json"),
+                    "out_dir": str(result.out_dir) if result.out_dir else None,
+                    "files": result.files,
+                },
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+    if job.status is not JobStatus.COMPLETE:
+        _error(job.error_message or "the full pass did not complete")
+        return 2 if (job.error_message or "").split(": ")[1:2] == ["BadExport"] else 1
+    if not as_json:
+        _say(
+            f"complete: {job.conversation_count} conversations, {job.chunk_count} chunks, "
+            f"{job.llm_provider} provider, ${job.cost_usd:.4f}"
+        )
+        _say(f"wrote {', '.join(result.files)} to {result.out_dir}")
     return 0
 
 

@@ -97,3 +97,51 @@ def test_status_of_unknown_or_malformed_ids(
     assert main(["status", "not-a-uuid"]) == 2
     assert main(["status", "00000000-0000-4000-8000-000000000009"]) == 1
     assert "no profile and no full-pass job" in capsys.readouterr().err
+
+
+SAMPLE = Path(__file__).resolve().parents[1] / "app" / "sample_data" / "sample-export.json"
+
+
+def test_process_writes_an_openclaw_workspace(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "workspace"
+    assert main(["process", str(SAMPLE), "--out", str(out)]) == 0
+    said = capsys.readouterr().out
+    assert "complete: 6 conversations" in said
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["AGENTS.md", "IDENTITY.md", "MEMORY.md", "SOUL.md", "TOOLS.md", "USER.md"]
+    assert (out / "SOUL.md").read_text().startswith("# SOUL.md - Who You Are")
+    assert "Lisbon" in (out / "MEMORY.md").read_text()
+    assert len((out / "USER.md").read_text()) <= 4_000
+
+
+def test_process_json_and_a_rerun_from_the_cache(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["process", str(SAMPLE), "--json", "--out", str(tmp_path / "a")]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["process", str(SAMPLE), "--json", "--out", str(tmp_path / "b")]) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first["status"] == second["status"] == "complete"
+    assert set(first["files"]) == {
+        "SOUL.md",
+        "IDENTITY.md",
+        "USER.md",
+        "AGENTS.md",
+        "TOOLS.md",
+        "MEMORY.md",
+    }
+    assert first["job"]["stats"]["counts"]["extract_facts"]["calls"] > 0
+    assert second["job"]["stats"]["counts"]["extract_facts"]["calls"] == 0
+
+
+def test_process_bad_export_exits_2_and_writes_nothing(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "an export"}')
+    out = tmp_path / "workspace"
+    assert main(["process", str(bad), "--out", str(out)]) == 2
+    assert "BadExport" in capsys.readouterr().err
+    assert not out.exists()

@@ -104,10 +104,14 @@ class LocalStore:
     # --- exports ---------------------------------------------------------------------------
 
     def export_path(self, storage_path: str) -> Path:
-        """Where `<bucket>/<path>` lives on disk; refuses anything outside the storage folder."""
+        """Where `<bucket>/<path>` lives on disk; refuses anything outside the storage folder.
+
+        The folder is checked, not the file: the file itself may be a link the owner of the data
+        directory put there (`put_export(link=True)`).
+        """
         root = self.storage_dir.resolve()
-        target = (root / storage_path.lstrip("/")).resolve()
-        if not target.is_relative_to(root):
+        target = root / storage_path.lstrip("/")
+        if ".." in target.parts or not target.parent.resolve().is_relative_to(root):
             raise ExportNotFound(f"export path {storage_path!r} is outside local storage")
         return target
 
@@ -126,11 +130,16 @@ class LocalStore:
 
         return await asyncio.to_thread(copy)
 
-    def put_export(self, storage_path: str, source: Path) -> Path:
-        """Place a file where `storage_path` points (local use and tests)."""
+    def put_export(self, storage_path: str, source: Path, *, link: bool = False) -> Path:
+        """Place a file where `storage_path` points (local use and tests); `link` avoids copying
+        a multi-gigabyte export that is already on this disk."""
         target = self.export_path(storage_path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, target)
+        target.unlink(missing_ok=True)
+        if link:
+            target.symlink_to(source.resolve())
+        else:
+            shutil.copyfile(source, target)
         return target
 
     # --- user_profiles ---------------------------------------------------------------------
