@@ -129,6 +129,15 @@ def _memory_facts(memory_md: str) -> dict[FactCategory, list[str]]:
     return found
 
 
+# A place: a capitalised phrase after "lives in", "based in", "from", up to punctuation or "and".
+_LOCATION = r"\b(?:lives in|based in|is from|located in) ((?-i:[A-Z])[\w' -]*?)(?: and |[,.;]|$)"
+# A role: "works as …" / "is a …", up to where the sentence moves on.
+_OCCUPATION = (
+    r"^The user (?:works as|is) (an? (?!\w+ (?:of|about)\b)[\w' -]+?)"
+    r"(?: based| in | at | from | and |[,.;]|$)"
+)
+
+
 def _find(facts: list[str], pattern: str) -> str:
     """The first fact's capture group 1 (every pattern has exactly one)."""
     for fact in facts:
@@ -208,8 +217,8 @@ def _sections(conversations: str, memory_md: str) -> dict[str, Any]:
         },
         "user": {
             "name": name,
-            "location": _find(about, r"The user (?:lives in|is based in|is from) (.+)"),
-            "occupation": _find(about, r"The user ((?:works (?:as|at|for|in)|is an?) .+)"),
+            "location": _find(about, _LOCATION),
+            "occupation": _find(about, _OCCUPATION),
             "relationships": facts[FactCategory.PEOPLE][:8],
             "interests": (likes + topics)[:8],
             "life_context": " ".join(about[:3]) if about else NO_DATA,

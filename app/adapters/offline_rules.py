@@ -152,6 +152,13 @@ _RULES: tuple[_Rule, ...] = (
 )
 
 _THIRD_PERSON = re.compile(r"^(?:the )?user(?P<s>'s)? (?P<x>.{2,200})$", re.I)
+# Custom instructions arrive labelled ("About me: …", "Instructions: …"): the label is not theirs.
+_LABEL = re.compile(r"^(?:about me|about you|my profile|instructions|profile)\s*:\s*", re.I)
+# "I'm Maya, a landscape architect…": a capitalised name, then who they are. Case matters here,
+# so "I'm tired, a bit" is never a name.
+_NAME_APPOSITIVE = re.compile(
+    r"^(?P<lead>i(?: am|'m)) (?P<name>(?-i:[A-Z][\w'-]+)), (?P<rest>(?:an?|the) .+)$", re.I
+)
 _KEYWORDS: tuple[tuple[FactCategory, re.Pattern[str]], ...] = (
     (C.PEOPLE, re.compile(rf"\b(?:{_PEOPLE}|family|parents)\b", re.I)),
     (C.IMPORTANT_DATES, re.compile(r"\b(?:born|birthday|anniversary|wedding)\b", re.I)),
@@ -189,8 +196,13 @@ def user_text(excerpt: str) -> str:
 def _sentences(text: str) -> Iterable[str]:
     text = _CODE.sub("\n", text.replace("’", "'"))
     for raw in _SENTENCE.split(text):
-        sentence = " ".join(raw.split()).strip("*-•> ")
-        if 8 <= len(sentence) <= 220 and not sentence.endswith("?"):
+        sentence = _LABEL.sub("", " ".join(raw.split()).strip("*-•> "))
+        if not (8 <= len(sentence) <= 220) or sentence.endswith("?"):
+            continue
+        if named := _NAME_APPOSITIVE.match(sentence):
+            yield f"My name is {named['name']}."
+            yield f"{named['lead']} {named['rest']}"
+        else:
             yield sentence
 
 

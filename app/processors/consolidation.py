@@ -112,7 +112,9 @@ def normalise_text(text: str) -> str:
     if not cleaned:
         return ""
     cleaned = cleaned[0].upper() + cleaned[1:]
-    return cleaned if cleaned[-1] in ".!?" else cleaned + "."
+    # A sentence may end inside its closing quote: 'wrote: "No emoji, please."' is finished.
+    ending = cleaned.rstrip("\"'”’)")[-1:] or cleaned[-1]
+    return cleaned if ending in ".!?" else cleaned + "."
 
 
 def _key(text: str) -> str:

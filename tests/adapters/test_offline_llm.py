@@ -121,5 +121,20 @@ async def test_sections_read_occupation_and_location_from_memory() -> None:
         SectionsRequest(conversations="User: hello there\nAssistant: hi", memory_md=memory)
     )
     user = reply.value["user"]
-    assert user["occupation"].startswith("is a landscape architect")
+    assert user["occupation"] == "a landscape architect"
     assert user["location"] == "Lisbon"
+
+
+async def test_custom_instructions_give_a_name_and_who_they_are() -> None:
+    from app.adapters.offline_rules import facts_from_signals
+    from app.domain import UserSignal
+
+    signal = UserSignal(
+        kind="custom_instructions",
+        text="About me: I'm Maya, a landscape architect based in Lisbon. I'm tired, a bit.",
+        conversation_id="c1",
+    )
+    texts = [fact.text for fact in facts_from_signals([signal])]
+    assert "The user's name is Maya." in texts
+    assert "The user is a landscape architect based in Lisbon." in texts
+    assert not any("name is tired" in text.lower() for text in texts)

@@ -93,3 +93,12 @@ def test_signal_flag_survives_a_merge() -> None:
 def test_normalise_text() -> None:
     assert normalise_text("  - the user  likes tea ") == "The user likes tea."
     assert normalise_text("   ") == ""
+
+
+def test_a_sentence_ending_inside_its_quote_gets_no_extra_full_stop() -> None:
+    from app.processors.consolidation import normalise_text
+
+    assert normalise_text('The user wrote: "No emoji, please."') == (
+        'The user wrote: "No emoji, please."'
+    )
+    assert normalise_text('The user calls it "the studio"') == 'The user calls it "the studio".'
