@@ -1,0 +1,228 @@
+"""Crash-resume trial: a full pass over a generated export, SIGKILLed at a random point, restarted.
+
+    python -m bench.crash_trial --runs 10 --size-mb 10 --seed 1
+
+One clean run first measures how long a pass takes (D) and how many extraction calls it needs
+(= distinct chunk contents + signal batches). Then each run starts `python -m app serve` on a fresh
+local store with the Anthropic SDK pointed at the in-process Messages-API simulator, POSTs the
+job, kills the process with SIGKILL at a seeded random moment in [0.05·D, 0.95·D], starts a new
+process and waits for the job to complete. Reported per run: completed or not, duplicate and
+missing chunk rows against the real chunker's ids, and extraction calls beyond the clean count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.adapters.local_store import LocalStore
+from app.config import Settings
+from app.domain import UserSignal
+from app.processors.chunking import chunk_conversation
+from app.processors.export_reader import ExportReader
+from app.processors.extraction import build_extraction_text, signal_batches
+from bench.make_export import write_export
+from tests.support.messages_simulator import Simulator, SimulatorConfig, running_simulator
+from tests.support.service_process import ServiceProcess, service_env
+
+__all__ = ["main"]
+
+USER_ID = "c0ffee00-1111-4222-8333-444455556666"
+STORAGE_PATH = f"imports/{USER_ID}/export.json"
+API_KEY = "crash-trial-secret"
+
+
+def _truth(path: Path) -> tuple[set[str], int]:
+    settings = Settings(_env_file=None)
+    ids: set[str] = set()
+    hashes: set[str] = set()
+    signals: list[UserSignal] = []
+    for conversation in ExportReader(path, settings=settings):
+        signals.extend(conversation.signals)
+        for chunk in chunk_conversation(
+            conversation,
+            user_id=USER_ID,
+            target_tokens=settings.chunk_target_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens,
+            max_message_chars=settings.max_message_chars,
+        ):
+            ids.add(chunk.id)
+            if build_extraction_text(chunk):
+                hashes.add(chunk.content_hash)
+    return ids, len(hashes) + len(signal_batches(signals))
+
+
+def _seed(data_dir: Path, export: Path) -> None:
+    async def seed() -> None:
+        store = LocalStore(data_dir)
+        try:
+            await store.ensure_profile(USER_ID)
+            store.put_export(STORAGE_PATH, export)
+        finally:
+            await store.aclose()
+
+    asyncio.run(seed())
+
+
+def _rows(db: Path, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def _status(db: Path) -> str | None:
+    rows = _rows(db, "SELECT status FROM processing_jobs")
+    return str(rows[0][0]) if rows else None
+
+
+class _Trial:
+    def __init__(self, *, root: Path, export: Path, sim: Simulator, concurrency: int) -> None:
+        self.root, self.export, self.sim = root, export, sim
+        self.concurrency = concurrency
+        self.count = 0
+
+    def _start(self, data_dir: Path) -> ServiceProcess:
+        self.count += 1
+        settings: dict[str, str | float | int | Path] = {
+            "local_data_dir": data_dir,
+            "rlm_api_key": API_KEY,
+            "anthropic_api_key": "sk-sim-trial",
+            "anthropic_base_url": self.sim.base_url,
+            "fact_extraction_concurrency": self.concurrency,
+            "lease_seconds": 3,
+            "heartbeat_seconds": 0.5,
+            "poll_seconds": 0.2,
+        }
+        service = ServiceProcess(
+            "serve",
+            env=service_env(**settings),
+            log_path=self.root / f"serve-{self.count}.log",
+            workdir=self.root / "cwd",
+        )
+        service.wait_healthy()
+        return service
+
+    def _wait(self, db: Path, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if _status(db) in ("complete", "failed"):
+                return _status(db) == "complete"
+            time.sleep(0.1)
+        return False
+
+    def run(self, n: int, kill_after: float | None, timeout: float) -> dict[str, Any]:
+        data_dir = self.root / f"run-{n}"
+        db = data_dir / "soulprint.db"
+        _seed(data_dir, self.export)
+        self.sim.reset_ledger()
+        service = self._start(data_dir)
+        started = time.monotonic()
+        response = httpx.post(
+            f"{service.base_url}/process-full-v2",
+            json={"user_id": USER_ID, "storage_path": STORAGE_PATH},
+            headers={"Authorization": f"Bearer {API_KEY}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        step_at_kill = None
+        if kill_after is not None:
+            time.sleep(kill_after)
+            step_at_kill = _rows(db, "SELECT current_step FROM processing_jobs")[0][0]
+            service.kill()
+            service = self._start(data_dir)
+        completed = self._wait(db, timeout)
+        elapsed = time.monotonic() - started
+        service.terminate()
+        ids = [
+            r[0]
+            for r in _rows(db, f"SELECT id FROM conversation_chunks WHERE user_id = '{USER_ID}'")
+        ]
+        return {
+            "run": n,
+            "kill_after_s": None if kill_after is None else round(kill_after, 2),
+            "step_at_kill": step_at_kill,
+            "completed": completed,
+            "seconds": round(elapsed, 1),
+            "chunk_rows": len(ids),
+            "distinct_ids": set(ids),
+            "extract_calls": self.sim.ledger()["by_task"].get("extract_facts", 0),
+        }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.crash_trial", description=__doc__)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--size-mb", type=float, default=10.0)
+    parser.add_argument("--seed", type=int, default=1, help="seeds the kill moments")
+    parser.add_argument("--latency", type=float, default=0.05, help="simulator seconds per call")
+    parser.add_argument("--concurrency", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    args = parser.parse_args(argv)
+    rng = random.Random(args.seed)
+    with tempfile.TemporaryDirectory(prefix="crash-trial-") as tmp:
+        root = Path(tmp)
+        export = write_export(root / "export.json", size_mb=args.size_mb, fmt="json", seed=7)
+        truth_ids, units = _truth(export)
+        export_bytes = export.stat().st_size
+        config = SimulatorConfig(latency_s=args.latency, jitter=0.5, seed=args.seed)
+        with running_simulator(config) as sim:
+            trial = _Trial(root=root, export=export, sim=sim, concurrency=args.concurrency)
+            clean = trial.run(0, None, timeout=600)
+            duration = clean["seconds"]
+            print(f"clean run: {duration} s, {clean['extract_calls']} calls, {units} units")
+            results = [clean]
+            for n in range(1, args.runs + 1):
+                kill_after = rng.uniform(0.05, 0.95) * duration
+                result = trial.run(n, kill_after, timeout=duration * 4 + 30)
+                results.append(result)
+                print(_line(result, truth_ids, units), flush=True)
+    crashed = results[1:]
+    summary = {
+        "size_mb": args.size_mb,
+        "export_bytes": export_bytes,
+        "chunks": len(truth_ids),
+        "extraction_units": units,
+        "clean_seconds": duration,
+        "clean_extract_calls": clean["extract_calls"],
+        "completed": sum(r["completed"] for r in crashed),
+        "runs": len(crashed),
+        "duplicate_rows": sum(r["chunk_rows"] - len(r["distinct_ids"]) for r in crashed),
+        "missing_rows": sum(len(truth_ids - r["distinct_ids"]) for r in crashed),
+        "unexpected_rows": sum(len(r["distinct_ids"] - truth_ids) for r in crashed),
+        "extra_calls_per_crash": [r["extract_calls"] - units for r in crashed],
+        "kills": [(r["kill_after_s"], r["step_at_kill"]) for r in crashed],
+    }
+    extra = summary["extra_calls_per_crash"]
+    summary["extra_calls_mean"] = round(sum(extra) / len(extra), 1) if extra else 0
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / f"crash-trial-{int(time.time())}.json"
+    out.write_text(json.dumps(summary, indent=2))
+    json.dump(summary, sys.stdout, indent=2)
+    print(f"\nwritten to {out}")
+    return 0 if summary["completed"] == summary["runs"] else 1
+
+
+def _line(result: dict[str, Any], truth: set[str], units: int) -> str:
+    ids = result["distinct_ids"]
+    return (
+        f"run {result['run']:2d}: killed after {result['kill_after_s']:6.2f} s "
+        f"in {result['step_at_kill']}; completed={result['completed']} in {result['seconds']} s; "
+        f"duplicates={result['chunk_rows'] - len(ids)} missing={len(truth - ids)}; "
+        f"extra calls={result['extract_calls'] - units}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
