@@ -145,10 +145,7 @@ class _Trial:
         completed = self._wait(db, timeout)
         elapsed = time.monotonic() - started
         service.terminate()
-        ids = [
-            r[0]
-            for r in _rows(db, f"SELECT id FROM conversation_chunks WHERE user_id = '{USER_ID}'")
-        ]
+        ids = [r[0] for r in _rows(db, "SELECT id FROM conversation_chunks")]  # one user
         return {
             "run": n,
             "kill_after_s": None if kill_after is None else round(kill_after, 2),
