@@ -1,0 +1,219 @@
+"""Helpers shared by the LLM-stage benchmarks: settings, exports, chunks, RSS, the simulator.
+
+The simulator runs in a subprocess (`python -m bench.common`, the options of `bench.simulator`),
+not in the measured process: in production the API is remote, so neither its CPU (it answers
+through the offline provider) nor its memory belongs in a wall time or a peak RSS of ours. Its
+ledger is read over HTTP.
+
+That subprocess serves the simulator on a socket created as IPPROTO_TCP. `running_simulator`
+binds `socket.socket(AF_INET, SOCK_STREAM)`, whose `proto` is 0, so asyncio's `_set_nodelay`
+(which checks `proto == IPPROTO_TCP`) leaves TCP_NODELAY off on accepted connections; uvicorn
+writes a response's head and body separately, and Nagle + delayed ACK then add ~40 ms to every
+request on a kept-alive connection (measured: 44 ms → 0.5 ms per round trip on this machine).
+The real API has no such delay, so the benchmarks must not either.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator, Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+import tests.support.messages_simulator as messages_simulator
+from app.config import Settings
+from app.domain import Chunk
+from app.logging import configure_logging
+from app.processors.chunking import chunk_conversation
+from app.processors.export_reader import iter_conversations
+from bench.make_export import write_export
+from bench.simulator import parse_config
+
+__all__ = [
+    "OUT_DIR",
+    "USER_ID",
+    "bench_settings",
+    "ensure_export",
+    "export_chunks",
+    "machine",
+    "peak_rss_mb",
+    "quiet_logs",
+    "sim_ledger",
+    "simulator_process",
+    "stream",
+]
+
+USER_ID = "00000000-0000-4000-8000-00000000b001"
+OUT_DIR = Path("bench/out")
+
+
+def peak_rss_mb() -> float:
+    """This process's high-water resident set (VmHWM), in MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def quiet_logs(level: str = "ERROR") -> None:
+    """Logs to stderr as JSON at `level`: the benchmark's own output stays readable on stdout."""
+    configure_logging(log_format="json", level=level)
+
+
+def machine() -> str:
+    cpu = platform.processor() or "cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{os.cpu_count()} vCPU {cpu}, Linux {platform.release()}, Python {sys.version.split()[0]}"
+    )
+
+
+def bench_settings(**overrides: Any) -> Settings:
+    """Settings from defaults and `overrides` only: no .env, no environment surprises."""
+    return Settings(_env_file=None, **overrides)
+
+
+def ensure_export(size_mb: float, *, seed: int = 7, name: str | None = None) -> Path:
+    """The generated JSON export of `size_mb` MiB in bench/out (generated once, then reused)."""
+    path = OUT_DIR / (name or f"export-{size_mb:g}mb.json")
+    if not path.exists():
+        write_export(path, size_mb=size_mb, fmt="json", seed=seed)
+    return path
+
+
+def export_chunks(
+    path: Path,
+    *,
+    settings: Settings,
+    target_tokens: int | None = None,
+    overlap_tokens: int | None = None,
+) -> Iterator[Chunk]:
+    """The export's chunks, read and chunked exactly as an import does (by default)."""
+    for conversation in iter_conversations(path, settings=settings):
+        yield from chunk_conversation(
+            conversation,
+            user_id=USER_ID,
+            target_tokens=target_tokens or settings.chunk_target_tokens,
+            overlap_tokens=settings.chunk_overlap_tokens
+            if overlap_tokens is None
+            else overlap_tokens,
+            max_message_chars=settings.max_message_chars,
+        )
+
+
+async def stream(items: Iterable[Chunk]) -> AsyncIterator[Chunk]:
+    for item in items:
+        yield item
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def simulator_process(
+    *,
+    latency: float = 0.0,
+    jitter: float = 0.0,
+    rate_429: float = 0.0,
+    retry_after: float = 1.0,
+    rate_529: float = 0.0,
+    seed: int = 0,
+) -> Iterator[str]:
+    """Run `bench.simulator` in a subprocess; yield its base URL; stop it on exit."""
+    port = _free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "bench.common",
+        f"--port={port}",
+        f"--latency={latency}",
+        f"--jitter={jitter}",
+        f"--rate-429={rate_429}",
+        f"--retry-after={retry_after}",
+        f"--rate-529={rate_529}",
+        f"--seed={seed}",
+    ]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                err = proc.stderr.read().decode() if proc.stderr else ""
+                raise RuntimeError(f"the simulator exited at start: {err[-500:]}")
+            try:
+                httpx.get(f"{base_url}/ledger", timeout=1).raise_for_status()
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        yield base_url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def sim_ledger(base_url: str) -> dict[str, Any]:
+    """The simulator's ledger: requests by outcome and by task, token totals."""
+    response = httpx.get(f"{base_url}/ledger", timeout=10)
+    response.raise_for_status()
+    ledger: dict[str, Any] = response.json()
+    return ledger
+
+
+class _TcpSockets:
+    """The `socket` module, except that plain TCP sockets are created as IPPROTO_TCP."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    @staticmethod
+    def socket(family: int = -1, kind: int = -1, proto: int = -1) -> socket.socket:
+        if family == socket.AF_INET and kind == socket.SOCK_STREAM and proto in (-1, 0):
+            proto = socket.IPPROTO_TCP
+        return socket.socket(family, kind, proto)
+
+
+def _serve(argv: list[str] | None = None) -> None:
+    """`bench.simulator`'s main, with TCP_NODELAY on (see the module docstring)."""
+    config, port = parse_config(argv)
+    setattr(messages_simulator, "socket", _TcpSockets())  # noqa: B010 (a module attribute)
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with messages_simulator.running_simulator(config, port=port):
+        while not stop.wait(0.5):
+            pass
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,183 @@
+"""Running the real full pass (or its front half) on a LocalStore, for the benchmarks.
+
+`run_job` is `run_full_pass` exactly as the JobRunner calls it: a job enqueued and claimed on a
+`LocalStore`, a `JobContext` with the ports and settings, then `finish_job`. The LLM is the real
+`AnthropicLLM` against a simulator URL, or the offline provider, or `InstantLLM` (no facts, no
+wait) to time ingestion without extraction work, or `ManyFactsLLM`: the offline provider, except
+that every extraction returns `n` distinct facts, as a real model does on a chatty chunk (the
+offline rules find few facts in the generator's word salad, which would flatter memory figures).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from app.adapters.anthropic_llm import AnthropicLLM
+from app.adapters.local_store import LocalStore
+from app.adapters.offline_llm import OfflineLLM
+from app.config import Settings
+from app.domain import Fact, FactCategory, JobStatus, NewJob
+from app.ports import (
+    LLM,
+    ExtractionRequest,
+    LLMCall,
+    LLMReply,
+    MemoryRequest,
+    ReduceRequest,
+    SectionsRequest,
+)
+from app.pricing import price_for
+from app.processors.context import JobContext
+from app.processors.ingest_flow import ingest_and_extract
+from app.processors.ledger import CostLedger
+from app.processors.pipeline import run_full_pass
+from bench.common import USER_ID
+
+__all__ = ["InstantLLM", "ManyFactsLLM", "make_llm", "run_front_half", "run_job"]
+
+WORKER = "bench-worker"
+
+
+class InstantLLM:
+    """Answers every extraction at once with no facts: ingestion's time without extraction's."""
+
+    provider = "offline"
+    model = "instant"
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        return LLMReply(value=[], call=LLMCall(task="extract_facts", model=self.model))
+
+    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
+        raise NotImplementedError
+
+    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
+        raise NotImplementedError
+
+    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        return None
+
+
+_WORDS = [
+    "garden",
+    "sister",
+    "Lisbon",
+    "budget",
+    "running",
+    "piano",
+    "thesis",
+    "Python",
+    "database",
+    "morning",
+    "weekend",
+    "coffee",
+    "novel",
+    "holiday",
+    "marathon",
+    "daughter",
+    "mortgage",
+    "vegetarian",
+    "guitar",
+    "interview",
+    "promotion",
+    "cycling",
+    "Berlin",
+    "nurse",
+    "teacher",
+    "cats",
+    "climbing",
+    "Spanish",
+    "photography",
+    "startup",
+    "Rust",
+    "sourdough",
+    "chess",
+]
+_CATEGORIES = list(FactCategory)
+
+
+class ManyFactsLLM(OfflineLLM):
+    """The offline provider, but every extraction returns `n` distinct ~90-character facts."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        rng = random.Random(request.chunk_id)
+        facts = [
+            Fact(
+                category=_CATEGORIES[i % len(_CATEGORIES)],
+                text="The user " + " ".join(rng.choice(_WORDS) for _ in range(12)) + ".",
+            )
+            for i in range(self.n)
+        ]
+        return LLMReply(value=facts, call=LLMCall(task="extract_facts", model=self.model))
+
+
+def make_llm(kind: str, settings: Settings) -> LLM:
+    """`sim` (AnthropicLLM on settings.anthropic_base_url), `offline`, `instant` or
+    `facts:N` (`ManyFactsLLM(N)`)."""
+    if kind == "sim":
+        return AnthropicLLM.from_settings(settings)
+    if kind == "offline":
+        return OfflineLLM()
+    if kind.startswith("facts:"):
+        return ManyFactsLLM(int(kind.split(":", 1)[1]))
+    return InstantLLM()
+
+
+async def run_job(
+    store: LocalStore, *, export: Path, llm: LLM, settings: Settings
+) -> dict[str, Any]:
+    """One full pass through the real pipeline; the job row's stats and the wall time."""
+    storage_path = f"imports/{USER_ID}/{export.name}"
+    await store.ensure_profile(USER_ID)
+    store.put_export(storage_path, export)
+    await store.enqueue_job(NewJob(user_id=USER_ID, storage_path=storage_path))
+    job = await store.claim_job(worker_id=WORKER, lease_seconds=24 * 3600)
+    assert job is not None
+    ctx = JobContext(job=job, store=store, llm=llm, settings=settings)
+    started = time.perf_counter()
+    await run_full_pass(job, ctx)
+    wall = time.perf_counter() - started
+    await store.finish_job(job_id=job.id, worker_id=WORKER, status=JobStatus.COMPLETE)
+    row = await store.get_job(job.id)
+    assert row is not None
+    return {"wall_s": round(wall, 2), "stats": row.stats}
+
+
+async def run_front_half(
+    store: LocalStore, *, export: Path, llm: LLM, settings: Settings
+) -> dict[str, Any]:
+    """parse → chunk → save → extract, overlapped (`ingest_and_extract`), and its wall time."""
+    job, _ = await store.enqueue_job(NewJob(user_id=USER_ID, storage_path="unused"))
+    await store.ensure_profile(USER_ID)
+    ctx = JobContext(job=job, store=store, llm=llm, settings=settings)
+    ledger = CostLedger(price_for(settings), llm.provider, llm.model)
+    started = time.perf_counter()
+    result = await ingest_and_extract(ctx, path=export, ledger=ledger)
+    wall = time.perf_counter() - started
+    return {
+        "wall_s": round(wall, 2),
+        "durations_ms": ctx.durations_ms,
+        "chunks": result.stats.chunks,
+        "calls": result.extraction.calls,
+        "facts": len(result.extraction.facts),
+    }
+
+
+def extract_counts(stats: dict[str, Any]) -> dict[str, Any]:
+    counts: dict[str, Any] = stats.get("counts", {}).get("extract_facts", {})
+    return counts
+
+
+async def close_all(llms: Sequence[LLM]) -> None:
+    for llm in llms:
+        await llm.aclose()
