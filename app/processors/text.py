@@ -21,18 +21,18 @@ __all__ = [
 
 # Citation markers, in one pass: ChatGPT's newer inline citations wrapped in private-use
 # characters ("\ue200cite\ue202turn0search3\ue201"), any stray private-use character, and the
-# older bracketed form ("【4:0†source】", "【12†L3-L9】").
+# older bracketed form ("【4:0†source】", "【12†L3-L9】"). It is the alternation
+#   \ue200[^\ue200\ue201]{0,200}\ue201 | [\ue000-\uf8ff] | 【[^【】\n]{0,80}†[^【】\n]{0,80}】
+# (tried in that order), written to start with the class of characters a match can start with:
+# the regex engine then scans for those quickly instead of trying the alternation at every
+# position (~4x faster on long pastes, same matches).
 _CITATIONS = re.compile(
-    "\ue200[^\ue200\ue201]{0,200}\ue201|[\ue000-\uf8ff]|【[^【】\n]{0,80}†[^【】\n]{0,80}】"
+    "[\ue000-\uf8ff【](?:"
+    "(?<=\ue200)[^\ue200\ue201]{0,200}\ue201"
+    "|(?<=【)[^【】\n]{0,80}†[^【】\n]{0,80}】"
+    "|(?<=[\ue000-\uf8ff]))"
 )
-# Fast paths for `_CITATIONS`. Every branch of it needs a private-use character or "【", so a text
-# without either is left alone; a text with "【" but no private-use character can only match the
-# bracketed branch, which starts with a literal (searched for quickly, unlike the alternation
-# that is tried at every position). Same result, a fraction of the time on non-ASCII prose.
-_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
-_BRACKETED = re.compile("【[^【】\n]{0,80}†[^【】\n]{0,80}】")
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_SPACES_BEFORE_NEWLINE = re.compile("[ \t]+\n")
 _MANY_NEWLINES = re.compile("\n{3,}")
 
 # What replaces the middle of an over-long message. `{n}` is the number of characters left out.
@@ -54,17 +54,23 @@ def clean_text(text: str) -> str:
     Each pass is guarded by a cheap membership test: most messages need none of them, and this
     runs on every message of exports of a gigabyte.
     """
+    printable = text.isprintable()  # newlines and tabs count as unprintable: a cheap pre-check
     if not text.isascii():
-        if _PRIVATE_USE.search(text) is not None:
-            text = _CITATIONS.sub("", text)
-        elif "【" in text:
-            text = _BRACKETED.sub("", text)
-    if not text.isprintable():  # newlines and tabs count as unprintable: a cheap pre-check
+        if printable:
+            # Private-use characters are unprintable, so only the bracketed form can be here, and
+            # taking it out leaves the text printable: nothing else to do.
+            return (_CITATIONS.sub("", text) if "【" in text else text).strip()
+        text = _CITATIONS.sub("", text)
+        printable = text.isprintable()
+    if not printable:
         text = _CONTROL.sub("", text)
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
         if " \n" in text or "\t\n" in text:
-            text = _SPACES_BEFORE_NEWLINE.sub("\n", text)
+            # = re.sub("[ \t]+\n", "\n", text): the trailing blanks of every line but the
+            # last; the regex tries every space of the text and is ~10x slower.
+            lines = text.split("\n")
+            text = "\n".join([line.rstrip(" \t") for line in lines[:-1]] + lines[-1:])
         if "\n\n\n" in text:
             text = _MANY_NEWLINES.sub("\n\n", text)
     return text.strip()
