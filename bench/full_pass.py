@@ -10,6 +10,7 @@ offline rules find few facts in the generator's word salad, which would flatter 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Sequence
@@ -43,12 +44,18 @@ WORKER = "bench-worker"
 
 
 class InstantLLM:
-    """Answers every extraction at once with no facts: ingestion's time without extraction's."""
+    """Answers every extraction with no facts, at once or after `delay_s` (an idle wait, like a
+    remote API's latency, without the SDK's CPU): ingestion's time without extraction's work."""
 
     provider = "offline"
     model = "instant"
 
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.delay_s = delay_s
+
     async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         return LLMReply(value=[], call=LLMCall(task="extract_facts", model=self.model))
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
@@ -122,14 +129,16 @@ class ManyFactsLLM(OfflineLLM):
 
 
 def make_llm(kind: str, settings: Settings) -> LLM:
-    """`sim` (AnthropicLLM on settings.anthropic_base_url), `offline`, `instant` or
-    `facts:N` (`ManyFactsLLM(N)`)."""
+    """`sim` (AnthropicLLM on settings.anthropic_base_url), `offline`, `instant`,
+    `sleep:SECONDS` (`InstantLLM(SECONDS)`) or `facts:N` (`ManyFactsLLM(N)`)."""
     if kind == "sim":
         return AnthropicLLM.from_settings(settings)
     if kind == "offline":
         return OfflineLLM()
     if kind.startswith("facts:"):
         return ManyFactsLLM(int(kind.split(":", 1)[1]))
+    if kind.startswith("sleep:"):
+        return InstantLLM(float(kind.split(":", 1)[1]))
     return InstantLLM()
 
 

@@ -10,7 +10,8 @@ Every case runs in a fresh subprocess (`--worker`); peak RSS is that process's V
 simulator, when used, is another subprocess: its memory and CPU are not ours.
 
 - `rss`: `run_full_pass` (as the JobRunner calls it) over the generated export on a LocalStore.
-- `overlap`: three front halves (parse → chunk → save → extract, `ingest_and_extract`) of the
+- `overlap` (`--llm sim`, or `--llm sleep:SECONDS` for an idle wait without the SDK's CPU):
+  three front halves (parse → chunk → save → extract, `ingest_and_extract`) of the
   same export: ingestion alone (`InstantLLM`: every extraction answered at once, no facts),
   extraction alone (`extract_facts` over the export's chunks, read into memory before the clock
   starts, against the simulator), and the two together (the real front half against the
@@ -127,15 +128,16 @@ def _rss(args: argparse.Namespace) -> dict[str, Any]:
 def _overlap(args: argparse.Namespace) -> dict[str, Any]:
     export = ensure_export(args.size_mb)
     print(
-        f"machine: {machine()}\nexport: {export}, concurrency {args.concurrency}, simulator "
-        f"latency {args.latency} s, {args.runs} run(s) each, medians"
+        f"machine: {machine()}\nexport: {export}, concurrency {args.concurrency}, llm "
+        f"{args.llm} (simulator latency {args.latency} s), {args.runs} run(s) each, medians"
     )
     walls: dict[str, list[float]] = {m: [] for m in ("ingest", "extract", "together")}
     runs: list[dict[str, Any]] = []
+    llm = args.llm if args.llm.startswith("sleep:") else "sim"
     with simulator_process(latency=args.latency) as url:
         for _ in range(args.runs):
             for mode in walls:
-                kind = "instant" if mode == "ingest" else "sim"
+                kind = "instant" if mode == "ingest" else llm
                 result = _run_worker(mode, export, kind, url, args.concurrency)
                 walls[mode].append(result["wall_s"])
                 runs.append({"mode": mode, **result})
