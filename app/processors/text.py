@@ -116,6 +116,11 @@ def parse_time(value: Any) -> datetime | None:
 
     Anything else (None, garbage, out of range) is None: missing times are normal in exports.
     """
+    if type(value) is float:  # the common case (ChatGPT's epoch floats): the general path, shorter
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (ValueError, OverflowError, OSError):
+            return None
     if value is None or isinstance(value, bool):
         return None
     try:
