@@ -18,8 +18,8 @@ from datetime import date
 import structlog
 
 from app.domain import Chunk, Fact, UserSignal
-from app.errors import LLMError, LLMFatal, PipelineError
-from app.ports import LLM, ExtractionRequest, Store
+from app.errors import AppError, LLMError, LLMFatal, PipelineError
+from app.ports import LLM, ExtractionRequest, LLMCall, Store
 from app.processors.extraction_run import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
 from app.processors.ledger import CostLedger
 from app.processors.prompts import PROMPT_VERSION
@@ -215,7 +215,9 @@ class _Run:
         self.limit = AdaptiveLimit(concurrency)
         self.out = ExtractionOutcome(concurrency=concurrency)
         self.inflight: dict[str, list[_Unit]] = {}
-        self.done: dict[str, list[Fact]] = {}  # extracted, not yet written to the cache
+        # Extracted but not yet in the cache: normally only while its own write is under way;
+        # longer if that write failed (the final flush tries again).
+        self.done: dict[str, list[Fact]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.stop: BaseException | None = None
         self.on_stop: Callable[[], None] = lambda: None
@@ -254,26 +256,44 @@ class _Run:
         try:
             reply = await self.llm.extract_facts(unit.request)
             outcome = "ok"
+            self._record(unit, reply.value, reply.call)
+            # Still inside the slot: calls in flight plus results not yet cached never exceed
+            # the concurrency limit, which bounds what a crash can make us pay twice.
+            await self._write_through(unit.key)
         except LLMFatal as exc:
             outcome = "fatal"
             self._halt(exc)
-            return
         except LLMError as exc:
             kind = failure_kind(exc)
             outcome = "unavailable" if kind == "rate limited" else "failed"
             self._failed(unit.key, kind, exc)
-            return
         finally:
             self.limit.release(outcome=outcome, epoch=epoch)
+
+    def _record(self, unit: _Unit, facts: list[Fact], call: LLMCall) -> None:
         self.out.calls += 1
-        self.ledger.record(STEP, reply.call)
-        raw = [replace(f, conversation_id=None, date=None) for f in reply.value]
+        self.ledger.record(STEP, call)
+        raw = [replace(f, conversation_id=None, date=None) for f in facts]
         self.done[unit.key] = raw
         waiting = self.inflight.pop(unit.key, [unit])
         self.out.chunks_extracted += 1
         self.out.chunks_cached += len(waiting) - 1
         for each in waiting:
             self.out.facts += each.attach(raw)
+
+    async def _write_through(self, key: str) -> None:
+        """Cache one result as soon as it is paid for: a crash then loses only calls in flight."""
+        raw = self.done.get(key)
+        if raw is None:
+            return
+        try:
+            await self.store.put_cached_facts(
+                user_id=self.user_id, extractor_version=self.version, entries={key: raw}
+            )
+        except AppError as exc:
+            _log.warning("extract.cache_write_deferred", error=type(exc).__name__)
+            return
+        self.done.pop(key, None)
 
     def _failed(self, key: str, kind: str, exc: LLMError) -> None:
         waiting = self.inflight.pop(key, [])

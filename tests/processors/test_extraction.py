@@ -262,3 +262,41 @@ def test_no_context_unless_the_assistant_asked_and_the_user_was_brief() -> None:
     long_turn = "I run a bakery in Leeds and want a plan for the winter. " * 10
     asked = make_chunk(2, user=long_turn, assistant="Anything else?")
     assert "Assistant (context)" not in build_extraction_text(asked)
+
+
+async def test_each_result_reaches_the_cache_before_the_stream_ends(store: CountingStore) -> None:
+    """A crash must lose only the calls in flight: results are written through, not batched."""
+    first = [make_chunk(i) for i in range(3)]
+    release = asyncio.Event()
+
+    async def held_open() -> AsyncIterator[Chunk]:
+        for chunk in first:
+            yield chunk
+        await release.wait()  # the export is still streaming…
+        yield make_chunk(99)
+
+    extraction = asyncio.create_task(
+        extract_facts(
+            held_open(),
+            user_id=USER,
+            signals=(),
+            llm=ScriptedLLM(),
+            store=store,
+            concurrency=3,
+            max_failure_ratio=0.1,
+            ledger=CostLedger(PRICE, "fake", "fake-model"),
+        )
+    )
+    hashes = [chunk.content_hash for chunk in first]
+    cached: dict[str, list[Fact]] = {}
+    for _ in range(200):
+        cached = await store.get_cached_facts(
+            user_id=USER, extractor_version=EXTRACTOR_VERSION, content_hashes=hashes
+        )
+        if len(cached) == len(hashes):
+            break
+        await asyncio.sleep(0.01)
+    release.set()
+    outcome = await extraction
+    assert sorted(cached) == sorted(hashes)
+    assert outcome.chunks_extracted == 4
