@@ -7,6 +7,7 @@ the job row so operators can see where a job is.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -60,6 +61,15 @@ class JobContext:
     counts: dict[str, Any] = field(default_factory=dict)
     current_step: str | None = None
     _clock: Callable[[], float] = time.monotonic
+    # Steps overlap (parse, save and extract run together); their job-row writes must still land
+    # in the order the steps began, or `current_step` could say save_chunks all through
+    # extraction. asyncio.Lock is first-come first-served.
+    _row_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def record(self, fields: dict[str, Any]) -> None:
+        """Write progress columns on the job row, in order with every other such write."""
+        async with self._row_lock:
+            await self.store.update_job(self.job.id, fields)
 
     @asynccontextmanager
     async def step(self, name: str, **fields: Any) -> AsyncIterator[None]:
@@ -69,9 +79,7 @@ class JobContext:
         started = self._clock()
         with structlog.contextvars.bound_contextvars(step=name):
             log.info("step.started", **fields)
-            await self.store.update_job(
-                self.job.id, {"current_step": name, "progress": _STEP_PROGRESS[name]}
-            )
+            await self.record({"current_step": name, "progress": _STEP_PROGRESS[name]})
             try:
                 yield
             except StepFailed:
@@ -91,4 +99,4 @@ class JobContext:
         self.counts.setdefault(step, {}).update(values)
 
     async def progress(self, percent: int) -> None:
-        await self.store.update_job(self.job.id, {"progress": max(0, min(99, percent))})
+        await self.record({"progress": max(0, min(99, percent))})

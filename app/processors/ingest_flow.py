@@ -114,6 +114,14 @@ async def _parse(producer: _Producer) -> None:
             chunks=stats.chunks,
             signals=sum(stats.signals.values()),
         )
+        # Known now, long before extraction ends: progress displays can show "n of total".
+        await producer.ctx.record(
+            {
+                "conversation_count": stats.conversations,
+                "message_count": stats.messages,
+                "chunk_count": stats.chunks,
+            }
+        )
 
 
 async def _save(

@@ -62,14 +62,6 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
                 await store.update_job(job.id, {"export_sha256": digest})
                 ctx.count("download_conversations", bytes=size)
             ingest = await ingest_and_extract(ctx, path=export, ledger=ledger)
-        await store.update_job(
-            job.id,
-            {
-                "conversation_count": ingest.stats.conversations,
-                "message_count": ingest.stats.messages,
-                "chunk_count": ingest.stats.chunks,
-            },
-        )
 
         async with ctx.step("consolidate_facts"):
             consolidated = await asyncio.to_thread(consolidate, ingest.extraction.facts)

@@ -1,0 +1,51 @@
+"""The overlapped front half of the pass: parse → save → extract, as the pipeline runs it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from app.adapters.local_store import LocalStore
+from app.adapters.offline_llm import OfflineLLM
+from app.config import Settings
+from app.domain import NewJob
+from app.pricing import OFFLINE_PRICE
+from app.processors.context import JobContext
+from app.processors.ingest_flow import ingest_and_extract
+from app.processors.ledger import CostLedger
+from tests.conftest import USER_ID
+
+SAMPLE = Path(str(resources.files("app.sample_data").joinpath("sample-export.json")))
+
+
+class SlowStepStore(LocalStore):
+    """Recording `chunk_conversations` on the job row is slow, as a remote write can be."""
+
+    def __init__(self, data_dir: Path) -> None:
+        super().__init__(data_dir)
+        self.steps: list[str] = []
+
+    async def update_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
+        if fields.get("current_step") == "chunk_conversations":
+            await asyncio.sleep(0.2)
+        await super().update_job(job_id, fields)
+        if "current_step" in fields:
+            self.steps.append(fields["current_step"])
+
+
+async def test_steps_reach_the_job_row_in_pipeline_order(settings: Settings) -> None:
+    store = SlowStepStore(settings.local_data_dir)
+    job, _ = await store.enqueue_job(NewJob(user_id=USER_ID, storage_path="imports/x/y.json"))
+    ctx = JobContext(job=job, store=store, llm=OfflineLLM(), settings=settings)
+    ledger = CostLedger(OFFLINE_PRICE, "offline", "offline-rules-v1")
+    result = await ingest_and_extract(ctx, path=SAMPLE, ledger=ledger)
+    current = await store.get_job(job.id)
+    await store.aclose()
+    assert result.stats.conversations == 6
+    assert store.steps == ["chunk_conversations", "save_chunks", "extract_facts"]
+    assert current is not None
+    assert current.current_step == "extract_facts"
+    assert (current.conversation_count, current.chunk_count) == (6, result.stats.chunks)
