@@ -171,7 +171,7 @@ class SupabaseHttp:
             if attempt >= self._max_retries:
                 raise StoreUnavailable(
                     f"Supabase did not answer {action} on {table} after {attempt + 1} attempts "
-                    f"(last: {problem}); the job will be retried later",
+                    f"(last: {problem}); check that the Supabase project is up and in its limits",
                     table=table,
                 )
             delay = self._delay(attempt)

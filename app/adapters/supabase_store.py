@@ -418,7 +418,7 @@ class SupabaseStore:
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 raise StoreUnavailable(
                     f"download of {storage_path!r} broke off after {written} bytes "
-                    f"({type(exc).__name__}); the job will be retried",
+                    f"({type(exc).__name__}); Supabase Storage stopped answering mid-download",
                     table=storage_path,
                 ) from exc
         return written
