@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ from app.errors import (
     StoreError,
     StoreUnavailable,
 )
+from app.metrics import METRICS
 from app.ports import LLM, Store
 from app.processors.context import JobContext, Pipeline, StepFailed
 
@@ -119,10 +121,6 @@ class JobRunner:
         self.start()
         await self._stopping.wait()
 
-    @property
-    def busy(self) -> int:
-        return len(self._running)
-
     # --- claiming --------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
@@ -154,29 +152,63 @@ class JobRunner:
     async def _run(self, job: Job) -> None:
         with structlog.contextvars.bound_contextvars(job_id=job.id, user_id=job.user_id):
             log.info("job.claimed", attempt=job.attempts, max_attempts=job.max_attempts)
+            started = time.monotonic()
             ctx = JobContext(job=job, store=self.store, llm=self.llm, settings=self.settings)
             lease_lost = asyncio.Event()
             work = asyncio.create_task(self._work(job, ctx))
             heartbeat = asyncio.create_task(self._heartbeat(job, work, lease_lost))
+            outcome = "released"
+            METRICS.jobs_in_flight.inc()
             try:
                 await work
             except asyncio.CancelledError:
                 if lease_lost.is_set():
                     # Another worker took the job over (our lease expired): hands off.
+                    outcome = "lease_lost"
                     log.warning("job.lease_lost")
                     return
                 work.cancel()
                 await self._release(job)
                 raise
             except Exception as exc:
-                await self._fail(job, ctx, exc)
+                outcome = await self._fail(job, ctx, exc)
             else:
                 await self._finish(job, JobStatus.COMPLETE)
-                log.info("job.completed", durations_ms=ctx.durations_ms)
+                outcome = "complete"
             finally:
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
+                METRICS.jobs_in_flight.dec()
+                METRICS.jobs_finished.labels(outcome=outcome).inc()
+                await self._summarise(job.id, outcome, ctx, time.monotonic() - started)
+
+    async def _summarise(self, job_id: str, outcome: str, ctx: JobContext, seconds: float) -> None:
+        """The job's canonical line: one event that tells its whole story, from its row."""
+        try:
+            row = await self.store.get_job(job_id)
+        except AppError:
+            row = None
+        fields: dict[str, object] = {
+            "outcome": outcome,
+            "duration_ms": int(seconds * 1000),
+            "last_step": ctx.current_step,
+            "durations_ms": ctx.durations_ms,
+        }
+        if row is not None:
+            fields |= {
+                "status": row.status.value,
+                "attempt": row.attempts,
+                "conversations": row.conversation_count,
+                "messages": row.message_count,
+                "chunks": row.chunk_count,
+                "llm_provider": row.llm_provider,
+                "input_tokens": row.input_tokens,
+                "output_tokens": row.output_tokens,
+                "cost_usd": row.cost_usd,
+                "error": row.error_message,
+            }
+        log.info("job.finished", **fields)
 
     async def _work(self, job: Job, ctx: JobContext) -> None:
         if job.attempts > job.max_attempts:
@@ -263,7 +295,8 @@ class JobRunner:
         released = await self._finish(job, JobStatus.QUEUED, count_attempt=False)
         log.info("job.released", released=released)
 
-    async def _fail(self, job: Job, ctx: JobContext, exc: Exception) -> None:
+    async def _fail(self, job: Job, ctx: JobContext, exc: Exception) -> str:
+        """Retry later or fail for good; returns which ("retry" or "failed")."""
         step: str | None
         error: BaseException
         if isinstance(exc, StepFailed):
@@ -281,7 +314,7 @@ class JobRunner:
             run_after = datetime.now(UTC) + timedelta(seconds=backoff)
             await self._finish(job, JobStatus.QUEUED, error_message=message, run_after=run_after)
             log.warning("job.retry_scheduled", step=step, error=message, backoff_seconds=backoff)
-            return
+            return "retry"
         try:
             await self.store.update_profile(
                 job.user_id,
@@ -292,3 +325,4 @@ class JobRunner:
         await self._finish(job, JobStatus.FAILED, error_message=message)
         log.error("job.failed", step=step, error=message, attempts=job.attempts)
         await self.alerter.job_failed(job, step=step, error=message)
+        return "failed"

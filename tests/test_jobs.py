@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+import structlog
 
 from app.adapters.local_store import LocalStore
 from app.alerts import Alerter
@@ -86,9 +87,16 @@ async def test_success_completes_job(store: LocalStore, settings: Settings) -> N
             pass
 
     job = await _queue(store)
-    runner, client = await _run(store, settings, pipeline)
-    done = await _wait_for(store, job.id, JobStatus.COMPLETE)
-    await _stop(runner, client)
+    with structlog.testing.capture_logs() as logs:
+        runner, client = await _run(store, settings, pipeline)
+        done = await _wait_for(store, job.id, JobStatus.COMPLETE)
+        await _stop(runner, client)
+    (summary,) = [entry for entry in logs if entry["event"] == "job.finished"]
+    assert summary["outcome"] == "complete"
+    assert summary["status"] == "complete"
+    assert summary["attempt"] == 1
+    assert "download_conversations" in summary["durations_ms"]
+    assert {"cost_usd", "input_tokens", "chunks", "duration_ms"} <= set(summary)
     assert done.attempts == 1
     assert done.progress == 100
     assert done.completed_at is not None

@@ -51,7 +51,6 @@ async def ready(services: ServicesDep) -> dict[str, str]:
 async def metrics(services: ServicesDep) -> Response:
     """Prometheus metrics: jobs by status, step durations, LLM calls, tokens, USD, cache hits."""
     METRICS.set_jobs(await services.store.count_jobs_by_status())
-    METRICS.jobs_in_flight.set(services.runner.busy if services.runner else 0)
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
