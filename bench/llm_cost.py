@@ -174,6 +174,10 @@ def _report(path: Path, output_tokens: int, chunk_target: int | None) -> dict[st
     rows = {}
     print(f"machine: {machine()}\nexport: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     print(
+        f"our chunks: {settings.chunk_target_tokens} tokens, "
+        f"{settings.chunk_overlap_tokens} overlap"
+    )
+    print(
         f"per-call overhead (system prompt + tool): {_overhead()} tokens; "
         f"assumed output {output_tokens} tokens/call"
     )
