@@ -63,10 +63,10 @@ _USER = "00000000-0000-4000-8000-000000000001"
 async def _ingest(path: Path) -> dict[str, Any]:
     """Read, parse, normalise, chunk and save, one conversation after another on one thread.
 
-    The service parses in a worker thread while the event loop saves (ingest_flow.py); on a
-    multi-core machine that overlaps a little SQLite work, but SQLite's GIL hand-backs then wait
-    on the parse thread's switch interval (measured: wall time up by a third at 20 MB), and on
-    Render's half CPU nothing overlaps anyway. So this measures the work itself, in sequence."""
+    The service parses in a worker thread while the event loop saves (ingest_flow.py). Measured
+    that way on 2 vCPUs it was no faster (0.49 s wall against 0.45 s in sequence at 20 MB: SQLite
+    hands the GIL back and forth with the busy parse thread), and on Render's half CPU nothing
+    overlaps anyway. So this measures the work itself, in sequence."""
     from app.adapters.local_store import LocalStore
     from app.config import Settings
     from app.processors.chunking import chunk_conversation
