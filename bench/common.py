@@ -5,12 +5,9 @@ not in the measured process: in production the API is remote, so neither its CPU
 through the offline provider) nor its memory belongs in a wall time or a peak RSS of ours. Its
 ledger is read over HTTP.
 
-That subprocess serves the simulator on a socket created as IPPROTO_TCP. `running_simulator`
-binds `socket.socket(AF_INET, SOCK_STREAM)`, whose `proto` is 0, so asyncio's `_set_nodelay`
-(which checks `proto == IPPROTO_TCP`) leaves TCP_NODELAY off on accepted connections; uvicorn
-writes a response's head and body separately, and Nagle + delayed ACK then add ~40 ms to every
-request on a kept-alive connection (measured: 44 ms → 0.5 ms per round trip on this machine).
-The real API has no such delay, so the benchmarks must not either.
+The simulator's socket has TCP_NODELAY on (see tests/support/serving.py): without it Nagle and
+delayed ACKs added ~40 ms to every kept-alive request (44 ms → 0.5 ms per round trip here), a
+delay the real API does not have.
 """
 
 from __future__ import annotations
@@ -190,23 +187,9 @@ def sim_ledger(base_url: str) -> dict[str, Any]:
     return ledger
 
 
-class _TcpSockets:
-    """The `socket` module, except that plain TCP sockets are created as IPPROTO_TCP."""
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(socket, name)
-
-    @staticmethod
-    def socket(family: int = -1, kind: int = -1, proto: int = -1) -> socket.socket:
-        if family == socket.AF_INET and kind == socket.SOCK_STREAM and proto in (-1, 0):
-            proto = socket.IPPROTO_TCP
-        return socket.socket(family, kind, proto)
-
-
 def _serve(argv: list[str] | None = None) -> None:
-    """`bench.simulator`'s main, with TCP_NODELAY on (see the module docstring)."""
+    """`bench.simulator`'s main, in a subprocess of the benchmark."""
     config, port = parse_config(argv)
-    setattr(messages_simulator, "socket", _TcpSockets())  # noqa: B010 (a module attribute)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())

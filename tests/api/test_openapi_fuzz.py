@@ -4,20 +4,18 @@ not) never get a 5xx, and every status code the service answers with is document
 from __future__ import annotations
 
 import asyncio
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import schemathesis
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.adapters.local_store import LocalStore
 from app.main import create_app
 from tests.conftest import API_KEY, USER_ID, make_settings
+from tests.support.serving import serve_in_thread
 
 
 @pytest.fixture(scope="module")
@@ -27,16 +25,8 @@ def base_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     store = LocalStore(service_settings.local_data_dir)
     asyncio.run(store.ensure_profile(USER_ID))
     app = create_app(service_settings, store=store, pipelines={})
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=lambda: server.run(sockets=[sock]), daemon=True)
-    thread.start()
-    while not server.started:
-        threading.Event().wait(0.01)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app, name="fuzzed-service", lifespan="on") as base_url:
+        yield base_url
     asyncio.run(store.aclose())
 
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import socket
 import threading
 import uuid
 from collections import Counter, deque
@@ -28,7 +27,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -36,6 +34,7 @@ from starlette.routing import Route
 
 from app.ports import LLM
 from app.processors import prompts
+from tests.support.serving import serve_in_thread
 
 __all__ = ["Outcome", "Simulator", "SimulatorConfig", "running_simulator"]
 
@@ -300,35 +299,9 @@ def running_simulator(
 ) -> Iterator[Simulator]:
     """Serve a simulator on 127.0.0.1 (a free port unless given) in a thread; stop it on exit."""
     simulator = Simulator(config or SimulatorConfig(), llm=llm)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            simulator.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])),
-        name="messages-simulator",
-        daemon=True,
-    )
-    thread.start()
-    try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the Messages-API simulator failed to start")
-            threading.Event().wait(0.01)
-        simulator.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    with serve_in_thread(simulator.app, name="messages-simulator", port=port) as base_url:
+        simulator.base_url = base_url
         yield simulator
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
 
 
 assert set(get_args(Outcome)) >= set(_ERRORS)

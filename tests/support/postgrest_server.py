@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import queue
-import socket
 import threading
 import time
 from collections import Counter
@@ -26,13 +25,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.support.fake_postgrest import FakeSupabase
+from tests.support.serving import serve_in_thread
 
 __all__ = ["PostgrestServer", "running_postgrest"]
 
@@ -133,31 +132,9 @@ def running_postgrest(
     """Serve FakeSupabase over HTTP on 127.0.0.1 in a thread; stop it (and close its
     connections) on exit."""
     server_state = PostgrestServer(conninfo, storage_dir, connections=connections)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(
-        uvicorn.Config(
-            server_state.app,
-            log_level="warning",
-            access_log=False,
-            lifespan="off",
-            timeout_graceful_shutdown=1,
-        )
-    )
-    thread = threading.Thread(
-        target=lambda: asyncio.run(server.serve(sockets=[sock])), name="postgrest", daemon=True
-    )
-    thread.start()
     try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("the PostgREST stand-in failed to start")
-            time.sleep(0.01)
-        server_state.base_url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-        yield server_state
+        with serve_in_thread(server_state.app, name="postgrest") as base_url:
+            server_state.base_url = base_url
+            yield server_state
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        sock.close()
         server_state.close()
