@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     v2_sample_size: int = Field(default=200, ge=1, le=1_000)
     extraction_failure_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     fact_token_budget: int = Field(default=24_000, ge=1_000)
+    # Distinct facts held while extracting (consolidation.FactBook): past it the lowest-priority
+    # are dropped. 20,000 ≥ 2 × what reduce's pre-cut (4 × fact_token_budget tokens) can keep;
+    # raise it with fact_token_budget. ~600 bytes each.
+    fact_group_limit: int = Field(default=20_000, ge=1_000)
 
     # --- jobs -----------------------------------------------------------------------------
     run_worker: bool = True

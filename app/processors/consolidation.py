@@ -26,9 +26,25 @@ from rapidfuzz import fuzz, process
 
 from app.domain import Fact, FactCategory
 
-__all__ = ["NEAR_DUPLICATE_THRESHOLD", "ConsolidatedFact", "consolidate", "normalise_text"]
+__all__ = [
+    "DEFAULT_GROUP_LIMIT",
+    "MAX_SOURCES",
+    "NEAR_DUPLICATE_THRESHOLD",
+    "ConsolidatedFact",
+    "FactBook",
+    "consolidate",
+    "normalise_text",
+]
 
 NEAR_DUPLICATE_THRESHOLD = 90
+# Reduce pre-cuts to 4 × FACT_TOKEN_BUDGET (24,000) = 96,000 tokens, at ≥ 11 tokens a fact
+# (`fact_tokens` of a 20-character sentence): at most ~8,700 facts, ~3,000–4,500 at typical
+# lengths. A book pruned to 15,000 (3/4 of this) only drops facts that rank below at least
+# 15,000 others by the pre-cut's own priority. ~600 B a group: ~12 MB when full.
+DEFAULT_GROUP_LIMIT = 20_000
+# Provenance kept per fact: memory uses the first, people tracing a fact need a few; `count`
+# keeps how often it was seen. Without a cap a fact said in every conversation holds thousands.
+MAX_SOURCES = 8
 _MAX_BLOCK = 200
 _CANDIDATES = 5
 _SAME_WORD = 80  # fuzz.ratio of two forms of one word (lives/lived 80, Anna/Anne 75)
@@ -63,19 +79,24 @@ class ConsolidatedFact:
 
 @dataclass(slots=True)
 class _Group:
+    """A compact record: the kept sentence, its key (its words are the group's), counts, dates,
+    and at most `max_sources` conversation ids; never the facts themselves."""
+
     category: FactCategory
     text: str
-    words: frozenset[str]
+    key: str
     text_date: date | None
-    sources: dict[str, None] = field(default_factory=dict)
+    seq: int  # creation order: the last tie-break, so pruning is deterministic
+    sources: list[str] = field(default_factory=list)
     first_date: date | None = None
     last_date: date | None = None
     count: int = 0
     from_signal: bool = False
 
-    def absorb(self, fact: Fact, text: str, words: frozenset[str]) -> None:
-        if fact.conversation_id:
-            self.sources[fact.conversation_id] = None
+    def absorb(self, fact: Fact, text: str, key: str, max_sources: int) -> None:
+        cid = fact.conversation_id
+        if cid and len(self.sources) < max_sources and cid not in self.sources:
+            self.sources.append(cid)
         self.count += 1
         self.from_signal = self.from_signal or fact.from_signal
         if fact.date is not None:
@@ -83,16 +104,26 @@ class _Group:
                 self.first_date = fact.date
             if self.last_date is None or fact.date > self.last_date:
                 self.last_date = fact.date
-        if words > self.words:
-            keep_new = True  # strictly fuller: says everything the kept one says, and more
-        elif words < self.words:
-            keep_new = False
-        else:  # a different wording: the newer one wins (facts arrive oldest first)
+        if key == self.key:
             keep_new = fact.date is not None and (
                 self.text_date is None or fact.date >= self.text_date
             )
+        else:
+            words, mine = frozenset(key.split()), frozenset(self.key.split())
+            if words > mine:
+                keep_new = True  # strictly fuller: says everything the kept one says, and more
+            elif words < mine:
+                keep_new = False
+            else:  # a different wording: the newer one wins
+                keep_new = fact.date is not None and (
+                    self.text_date is None or fact.date >= self.text_date
+                )
         if keep_new:
-            self.text, self.words, self.text_date = text, words, fact.date
+            self.text, self.key, self.text_date = text, key, fact.date
+
+    def rank(self) -> tuple[bool, int, date, int]:
+        """Pruning order, lowest first: reduce's priority (signal, count, recency), then age."""
+        return (self.from_signal, self.count, self.last_date or date.min, self.seq)
 
     def freeze(self) -> ConsolidatedFact:
         return ConsolidatedFact(
@@ -149,35 +180,94 @@ def _respelt(a: str, b: str) -> bool:
     return a[:3] == b[:3] and fuzz.ratio(a, b) >= _SAME_WORD
 
 
-def consolidate(facts: Iterable[Fact]) -> list[ConsolidatedFact]:
-    """De-duplicated facts, newest first (last date, then how often seen); undated facts last."""
-    ordered = sorted(facts, key=lambda f: (f.date is not None, f.date or date.min))
-    by_key: dict[tuple[FactCategory, str], _Group] = {}
-    blocks: dict[tuple[FactCategory, str], list[tuple[str, _Group]]] = {}
-    for fact in ordered:
+class FactBook:
+    """Facts consolidated as they arrive, in bounded memory.
+
+    Each fact is merged on arrival by the rules above (exact key, then near duplicate in its
+    block); the book keeps one compact `_Group` per distinct fact, never the facts. It holds at
+    most `limit` groups: past that, it drops the lowest by `_Group.rank` — the order in which
+    reduce's `priority_cut` would drop them (user signals, then count, then recency) — down to
+    three quarters of `limit`, so pruning runs once per `limit // 4` new groups. Remembered
+    wordings (exact keys that map to a group) are bounded too, at `2 × limit`: past that, a
+    near-duplicate wording is matched again each time it recurs instead of being remembered.
+    With `limit=None` nothing is ever dropped.
+
+    The result depends on the order facts arrive in (the first wording of a group is its block
+    key; ties in date go to the later one): feed it in a deterministic order.
+    """
+
+    def __init__(self, *, limit: int | None = None, max_sources: int = MAX_SOURCES) -> None:
+        self.limit = max(4, limit) if limit is not None else None
+        self.max_sources = max_sources
+        self.facts_in = 0
+        self.groups_pruned = 0
+        self.facts_pruned = 0  # the facts the pruned groups had absorbed
+        self._seq = 0
+        self._groups: dict[int, _Group] = {}
+        self._by_key: dict[tuple[FactCategory, str], _Group] = {}
+        self._blocks: dict[tuple[FactCategory, str], list[tuple[str, _Group]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+    def add_all(self, facts: Iterable[Fact]) -> None:
+        for fact in facts:
+            self.add(fact)
+
+    def add(self, fact: Fact) -> None:
+        self.facts_in += 1
         text = normalise_text(fact.text)
         if not text:
-            continue
+            return
         key = _key(text)
-        word_list = key.split()
-        words = frozenset(word_list)
-        group = by_key.get((fact.category, key))
+        group = self._by_key.get((fact.category, key))
         if group is None:
-            block_id = (fact.category, _block(word_list))
-            block = blocks.setdefault(block_id, [])
-            group = _near(block, key, words)
+            word_list = key.split()
+            block = self._blocks.setdefault((fact.category, _block(word_list)), [])
+            group = _near(block, key, frozenset(word_list))
             if group is None:
-                group = _Group(fact.category, text, words, fact.date)
+                group = _Group(fact.category, text, key, fact.date, self._seq)
+                self._groups[self._seq] = group
+                self._seq += 1
                 block.append((key, group))
                 if len(block) > _MAX_BLOCK:
                     del block[0]
-            by_key[(fact.category, key)] = group
-        group.absorb(fact, text, words)
-    unique = {id(g): g for g in by_key.values()}.values()
-    merged = [g.freeze() for g in unique]
-    merged.sort(key=lambda f: (f.last_date is not None, f.last_date or date.min, f.count))
-    merged.reverse()
-    return merged
+                self._by_key[(fact.category, key)] = group
+            elif self.limit is None or len(self._by_key) < 2 * self.limit:
+                self._by_key[(fact.category, key)] = group
+        group.absorb(fact, text, key, self.max_sources)
+        if self.limit is not None and len(self._groups) > self.limit:
+            self._prune(self.limit * 3 // 4)
+
+    def _prune(self, keep: int) -> None:
+        """Drop the lowest-ranked groups, and every reference to them, until `keep` remain."""
+        ranked = sorted(self._groups.values(), key=_Group.rank)
+        dropped = ranked[: len(ranked) - keep]
+        self.groups_pruned += len(dropped)
+        self.facts_pruned += sum(g.count for g in dropped)
+        for group in dropped:
+            del self._groups[group.seq]
+        alive = self._groups
+        self._by_key = {k: g for k, g in self._by_key.items() if g.seq in alive}
+        blocks: dict[tuple[FactCategory, str], list[tuple[str, _Group]]] = {}
+        for block_id, block in self._blocks.items():
+            if kept := [entry for entry in block if entry[1].seq in alive]:
+                blocks[block_id] = kept
+        self._blocks = blocks
+
+    def consolidated(self) -> list[ConsolidatedFact]:
+        """De-duplicated facts, newest first (last date, then how often seen); undated last."""
+        merged = [g.freeze() for g in self._groups.values()]
+        merged.sort(key=lambda f: (f.last_date is not None, f.last_date or date.min, f.count))
+        merged.reverse()
+        return merged
+
+
+def consolidate(facts: Iterable[Fact], *, limit: int | None = None) -> list[ConsolidatedFact]:
+    """`FactBook.consolidated()` of `facts` fed oldest first (so the newest wording wins)."""
+    book = FactBook(limit=limit)
+    book.add_all(sorted(facts, key=lambda f: (f.date is not None, f.date or date.min)))
+    return book.consolidated()
 
 
 def _near(block: list[tuple[str, _Group]], key: str, words: frozenset[str]) -> _Group | None:
@@ -193,6 +283,6 @@ def _near(block: list[tuple[str, _Group]], key: str, words: frozenset[str]) -> _
     )
     for _, _, index in matches:
         candidate = block[index][1]
-        if _compatible(words, candidate.words):
+        if _compatible(words, frozenset(candidate.key.split())):
             return candidate
     return None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 
@@ -44,14 +44,21 @@ STEP = "extract_facts"
 SIGNAL_BATCH_CHARS = 20_000
 _CODE_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
 _KEEP_CODE_CHARS = 400
+
+# Results that arrived ahead of an earlier one still in flight wait at most this many: past it,
+# no new call starts until the earlier one is in (~2.5 KB a result of 10 facts: ~5 MB).
+REORDER_LIMIT = 2_000
 _log = structlog.get_logger(__name__)
 
 SignalSource = Callable[[], Sequence[UserSignal]] | Sequence[UserSignal]
+FactSink = Callable[[Iterable[Fact]], object]
 
 
 @dataclass(slots=True)
 class ExtractionOutcome:
-    facts: list[Fact] = field(default_factory=list)
+    """Counts only: the facts themselves went to the sink (a `FactBook`) as they arrived."""
+
+    facts_found: int = 0
     chunks_total: int = 0
     chunks_cached: int = 0  # answered by the cache (or by an identical chunk earlier in this run)
     chunks_extracted: int = 0
@@ -207,14 +214,21 @@ class _Run:
         max_failure_ratio: float,
         expected_total: int | None,
         version: str,
+        sink: FactSink | None,
     ) -> None:
         self.user_id, self.llm, self.store, self.ledger = user_id, llm, store, ledger
         self.version = version
+        self.sink = sink
         self.max_failure_ratio = max_failure_ratio
         self.expected_total = expected_total
         self.limit = AdaptiveLimit(concurrency)
         self.out = ExtractionOutcome(concurrency=concurrency)
-        self.inflight: dict[str, list[_Unit]] = {}
+        # Units waiting on a call, each with its place in the stream (see `_deliver`).
+        self.inflight: dict[str, list[tuple[int, _Unit]]] = {}
+        self.issued = 0  # places handed out
+        self.next_place = 0  # the place whose facts go to the sink next
+        self.ready: dict[int, list[Fact]] = {}  # results that arrived ahead of `next_place`
+        self.advanced = asyncio.Event()
         # Extracted but not yet in the cache: normally only while its own write is under way;
         # longer if that write failed (the final flush tries again).
         self.done: dict[str, list[Fact]] = {}
@@ -224,25 +238,30 @@ class _Run:
 
     # --- scheduling ---------------------------------------------------------------------
     async def submit(self, units: Sequence[_Unit]) -> None:
+        while len(self.ready) >= REORDER_LIMIT and self.stop is None:
+            self.advanced.clear()  # an earlier call is slow: wait for it, do not pile up
+            await self.advanced.wait()
         fresh = [u.key for u in units if u.key not in self.inflight and u.key not in self.done]
         cached = await self.store.get_cached_facts(
             user_id=self.user_id, extractor_version=self.version, content_hashes=fresh
         )
         hits = 0
         for unit in units:
+            place, self.issued = self.issued, self.issued + 1
             known = cached.get(unit.key, self.done.get(unit.key))
             if known is not None:
-                self.out.facts += unit.attach(known)
+                self._deliver(place, unit.attach(known))
                 self.out.chunks_cached += 1
                 hits += 1
             elif unit.key in self.inflight:
-                self.inflight[unit.key].append(unit)  # an identical chunk is being extracted
+                # An identical chunk is being extracted.
+                self.inflight[unit.key].append((place, unit))
             else:
                 await self.limit.acquire()
                 if self.stop is not None:
                     self.limit.release(outcome="cancelled")
                     return
-                self.inflight[unit.key] = [unit]
+                self.inflight[unit.key] = [(place, unit)]
                 task = asyncio.create_task(self._call(unit))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
@@ -267,6 +286,9 @@ class _Run:
             kind = failure_kind(exc)
             outcome = "unavailable" if kind == "rate limited" else "failed"
             self._failed(unit.key, kind, exc)
+        except Exception as exc:  # a bug or a store failure: stop the step, do not lose it
+            outcome = "failed"
+            self._halt(exc)
         finally:
             self.limit.release(outcome=outcome, epoch=epoch)
 
@@ -275,11 +297,26 @@ class _Run:
         self.ledger.record(STEP, call)
         raw = [replace(f, conversation_id=None, date=None) for f in facts]
         self.done[unit.key] = raw
-        waiting = self.inflight.pop(unit.key, [unit])
+        waiting = self.inflight.pop(unit.key, [])
         self.out.chunks_extracted += 1
-        self.out.chunks_cached += len(waiting) - 1
-        for each in waiting:
-            self.out.facts += each.attach(raw)
+        self.out.chunks_cached += max(0, len(waiting) - 1)
+        for place, each in waiting:
+            self._deliver(place, each.attach(raw))
+
+    def _deliver(self, place: int, facts: list[Fact]) -> None:
+        """Hand facts to the sink in stream order, whatever order the calls finish in.
+
+        The sink (a `FactBook`) merges and prunes as facts arrive, so its result depends on
+        their order: stream order makes it the same on every run of the same export.
+        """
+        self.ready[place] = facts
+        while self.next_place in self.ready:
+            batch = self.ready.pop(self.next_place)
+            self.next_place += 1
+            self.out.facts_found += len(batch)
+            if batch and self.sink is not None:
+                self.sink(batch)
+        self.advanced.set()
 
     async def _write_through(self, key: str) -> None:
         """Cache one result as soon as it is paid for: a crash then loses only calls in flight."""
@@ -297,13 +334,14 @@ class _Run:
 
     def _failed(self, key: str, kind: str, exc: LLMError) -> None:
         waiting = self.inflight.pop(key, [])
-        for _ in waiting:
+        for place, _ in waiting:
+            self._deliver(place, [])
             self.out.chunks_failed += 1
             self.out.failures_by_kind[kind] = self.out.failures_by_kind.get(kind, 0) + 1
             self.ledger.record_failure(STEP, kind)
         _log.warning(
             "extract.chunk_failed",
-            chunk_id=waiting[0].request.chunk_id if waiting else None,
+            chunk_id=waiting[0][1].request.chunk_id if waiting else None,
             kind=kind,
             error=type(exc).__name__,
             failed=self.out.chunks_failed,
@@ -317,6 +355,7 @@ class _Run:
         if self.stop is None:
             self.stop = exc
             _log.error("extract.stopping", error=type(exc).__name__, calls=self.out.calls)
+            self.advanced.set()
             self.on_stop()
 
     # --- ending -------------------------------------------------------------------------
@@ -363,8 +402,11 @@ async def extract_facts(
     lookup_batch: int = 50,
     expected_total: int | None = None,
     extractor_version: str = EXTRACTOR_VERSION,
+    sink: FactSink | None = None,
 ) -> ExtractionOutcome:
-    """Facts of every chunk (as they stream in) and of the user's signals, with provenance.
+    """Facts of every chunk (as they stream in) and of the user's signals, with provenance,
+    handed to `sink` (in the pipeline `FactBook.add_all`) one result at a time, in stream order:
+    nothing here keeps them. The outcome holds the counts.
 
     Chunk failures are counted; the step fails (PipelineError) when more than
     `max_failure_ratio` of all chunks failed. `LLMFatal` stops it at once. Whatever finished
@@ -379,6 +421,7 @@ async def extract_facts(
         max_failure_ratio=max_failure_ratio,
         expected_total=expected_total,
         version=extractor_version,
+        sink=sink,
     )
     _log.info("extract.started", concurrency=concurrency, extractor_version=extractor_version)
     feed = ChunkFeed(chunks, batch_size=lookup_batch)
@@ -421,7 +464,7 @@ async def extract_facts(
         failed=out.chunks_failed,
         skipped=out.chunks_skipped,
         calls=out.calls,
-        facts=len(out.facts),
+        facts=out.facts_found,
         concurrency_end=run.limit.current,
         max_in_flight=run.limit.max_in_flight,
     )

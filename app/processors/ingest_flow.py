@@ -19,6 +19,7 @@ import structlog
 
 from app.domain import Chunk, UserSignal
 from app.processors.chunking import chunk_conversation
+from app.processors.consolidation import FactBook
 from app.processors.context import JobContext, StepFailed
 from app.processors.export_reader import ExportReader
 from app.processors.extraction import ExtractionOutcome, extract_facts
@@ -41,6 +42,7 @@ class IngestResult:
     stats: IngestStats
     sampler: V2Sampler
     extraction: ExtractionOutcome
+    book: FactBook  # every fact extracted, consolidated as it arrived (bounded)
     export_format: str | None = None
     signals: list[UserSignal] = field(default_factory=list)
     stale_chunks_removed: int = 0
@@ -175,6 +177,7 @@ async def _extract(
             max_failure_ratio=settings.extraction_failure_ratio,
             ledger=ledger,
             expected_total=ctx.job.chunk_count,
+            sink=result.book.add_all,
         )
         ctx.count(
             "extract_facts",
@@ -183,7 +186,8 @@ async def _extract(
             cached=outcome.chunks_cached,
             extracted=outcome.chunks_extracted,
             failed=outcome.chunks_failed,
-            facts=len(outcome.facts),
+            facts=outcome.facts_found,
+            fact_groups=len(result.book),
             calls=outcome.calls,
         )
     return outcome
@@ -197,6 +201,7 @@ async def ingest_and_extract(ctx: JobContext, *, path: Path, ledger: CostLedger)
         stats=IngestStats(),
         sampler=V2Sampler(ctx.settings.v2_sample_size),
         extraction=ExtractionOutcome(),
+        book=FactBook(limit=ctx.settings.fact_group_limit),
     )
     producer = _Producer(ctx=ctx, path=path, out=parsed, loop=loop, result=result)
     try:

@@ -19,7 +19,6 @@ import structlog
 from app.domain import PIPELINE_VERSION, FullPassStatus, Job
 from app.errors import LLMFatal
 from app.pricing import OFFLINE_PRICE, price_for
-from app.processors.consolidation import consolidate
 from app.processors.context import JobContext, Pipeline
 from app.processors.ingest_flow import IngestResult, ingest_and_extract
 from app.processors.ledger import CostLedger
@@ -64,11 +63,15 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
             ingest = await ingest_and_extract(ctx, path=export, ledger=ledger)
 
         async with ctx.step("consolidate_facts"):
-            consolidated = await asyncio.to_thread(consolidate, ingest.extraction.facts)
+            # Merged as they arrived (ingest.book); what is left is the book's final list.
+            book = ingest.book
+            consolidated = book.consolidated()
             ctx.count(
                 "consolidate_facts",
-                facts_in=len(ingest.extraction.facts),
+                facts_in=book.facts_in,
                 facts_out=len(consolidated),
+                groups_pruned=book.groups_pruned,
+                facts_pruned=book.facts_pruned,
             )
 
         async with ctx.step("hierarchical_reduce"):

@@ -68,6 +68,7 @@ async def run(
     ratio: float = 0.1,
     signals: Sequence[UserSignal] = (),
     ledger: CostLedger | None = None,
+    found: list[Fact] | None = None,
 ):  # type: ignore[no-untyped-def]
     return await extract_facts(
         stream(chunks),
@@ -78,6 +79,7 @@ async def run(
         concurrency=concurrency,
         max_failure_ratio=ratio,
         ledger=ledger or CostLedger(PRICE, "fake", "fake-model"),
+        sink=found.extend if found is not None else None,
     )
 
 
@@ -117,23 +119,26 @@ def test_extractor_version_includes_the_prompt_version() -> None:
 
 async def test_concurrency_never_exceeds_the_limit(store: CountingStore) -> None:
     llm = ScriptedLLM(latency=0.01)
-    out = await run([make_chunk(i) for i in range(40)], llm, store, concurrency=4)
+    found: list[Fact] = []
+    out = await run([make_chunk(i) for i in range(40)], llm, store, concurrency=4, found=found)
     assert llm.max_in_flight == 4
     assert out.calls == llm.calls["extract_facts"] == 40
     assert out.concurrency == 4
-    assert len(out.facts) == 40
+    assert out.facts_found == len(found) == 40
 
 
 async def test_rerun_is_answered_by_the_cache(store: CountingStore) -> None:
     chunks = [make_chunk(i) for i in range(30)]
     first_llm, second_llm = ScriptedLLM(), ScriptedLLM()
-    first = await run(chunks, first_llm, store)
+    first_facts: list[Fact] = []
+    second_facts: list[Fact] = []
+    await run(chunks, first_llm, store, found=first_facts)
     ledger = CostLedger(PRICE, "fake", "fake-model")
-    second = await run(chunks, second_llm, store, ledger=ledger)
+    second = await run(chunks, second_llm, store, ledger=ledger, found=second_facts)
     assert first_llm.calls["extract_facts"] == 30
     assert second_llm.calls["extract_facts"] == 0
     assert second.chunks_cached == 30
-    assert sorted(second.facts, key=str) == sorted(first.facts, key=str)
+    assert second_facts == first_facts  # same facts, same order
     assert ledger.step("extract_facts").cache_hits == 30
 
 
@@ -141,9 +146,10 @@ async def test_facts_carry_the_provenance_of_each_chunk(store: CountingStore) ->
     twin_a = make_chunk(1, user="I have two cats.", conv="conv-a")
     twin_b = make_chunk(2, user="I have two cats.", conv="conv-b")
     llm = ScriptedLLM(latency=0.01)
-    out = await run([twin_a, twin_b], llm, store)
+    found: list[Fact] = []
+    await run([twin_a, twin_b], llm, store, found=found)
     assert llm.calls["extract_facts"] == 1  # same content: paid once
-    assert {(f.conversation_id, f.date) for f in out.facts} == {
+    assert {(f.conversation_id, f.date) for f in found} == {
         ("conv-a", date(2024, 1, 2)),
         ("conv-b", date(2024, 1, 3)),
     }
@@ -183,12 +189,13 @@ async def test_signals_become_facts_once(store: CountingStore) -> None:
         UserSignal("bio", "User has a dog named Rex.", "conv-2"),
     ]
     llm = ScriptedLLM(extract=lambda r: [Fact(FactCategory.ABOUT_ME, s.text) for s in r.signals])
-    out = await run([make_chunk(1, user="   ")], llm, store, signals=signals)
+    found: list[Fact] = []
+    out = await run([make_chunk(1, user="   ")], llm, store, signals=signals, found=found)
     assert llm.calls["extract_facts"] == 1
     assert out.chunks_skipped == 1
     assert out.signal_batches == 1
-    assert [f.text for f in out.facts] == [s.text for s in signals]
-    assert all(f.from_signal for f in out.facts)
+    assert [f.text for f in found] == [s.text for s in signals]
+    assert all(f.from_signal for f in found)
     again = ScriptedLLM()
     await run([], again, store, signals=signals)
     assert again.calls["extract_facts"] == 0
@@ -300,3 +307,38 @@ async def test_each_result_reaches_the_cache_before_the_stream_ends(store: Count
     outcome = await extraction
     assert sorted(cached) == sorted(hashes)
     assert outcome.chunks_extracted == 4
+
+
+async def test_results_wait_for_a_slow_earlier_call_only_up_to_a_bound(
+    store: CountingStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Facts go to the sink in stream order; behind a slow call, at most REORDER_LIMIT results
+    wait before new calls stop starting — memory stays bounded while one call hangs."""
+    monkeypatch.setattr("app.processors.extraction.REORDER_LIMIT", 5)
+    release = asyncio.Event()
+    started_while_held: list[str] = []
+
+    class HeadHeld(ScriptedLLM):
+        async def extract_facts(self, request: ExtractionRequest):  # type: ignore[no-untyped-def]
+            if request.chunk_id == "chunk-0":
+                asyncio.get_running_loop().call_later(0.2, release.set)
+                await release.wait()
+            elif not release.is_set():
+                started_while_held.append(request.chunk_id)
+            return await super().extract_facts(request)
+
+    found: list[Fact] = []
+    await extract_facts(
+        stream([make_chunk(i) for i in range(60)]),
+        user_id=USER,
+        signals=(),
+        llm=HeadHeld(),
+        store=store,
+        concurrency=3,
+        max_failure_ratio=0.1,
+        ledger=CostLedger(PRICE, "fake", "fake-model"),
+        lookup_batch=4,
+        sink=found.extend,
+    )
+    assert [f.conversation_id for f in found] == [f"conv-{i}" for i in range(60)]
+    assert 5 <= len(started_while_held) <= 5 + 4 + 3  # limit + one lookup batch + slots
