@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     fact_token_budget: int = Field(default=24_000, ge=1_000)
     # Distinct facts held while extracting (consolidation.FactBook): past it the lowest-priority
     # are dropped. 20,000 ≥ 2 × what reduce's pre-cut (4 × fact_token_budget tokens) can keep;
-    # raise it with fact_token_budget. ~600 bytes each.
+    # raise it with fact_token_budget. ~0.9 KB each.
     fact_group_limit: int = Field(default=20_000, ge=1_000)
 
     # --- jobs -----------------------------------------------------------------------------

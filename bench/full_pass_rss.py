@@ -70,6 +70,7 @@ async def _worker(mode: str, export: Path, llm_kind: str, url: str, concurrency:
                     "wall_s": run["wall_s"],
                     "durations_ms": run["stats"].get("durations_ms"),
                     "extract": extract_counts(run["stats"]),
+                    "consolidate": run["stats"].get("counts", {}).get("consolidate_facts"),
                 }
             if mode in ("ingest", "together"):
                 return await run_front_half(store, export=export, llm=llm, settings=settings)
@@ -121,6 +122,7 @@ def _rss(args: argparse.Namespace) -> dict[str, Any]:
             export.unlink()
     print(f"wall {result['wall_s']} s, peak RSS {result['peak_rss_mb']:.1f} MB")
     print(f"steps (ms): {result['durations_ms']}\nextraction: {result['extract']}")
+    print(f"consolidation: {result.get('consolidate')}")
     return result
 
 

@@ -40,7 +40,7 @@ NEAR_DUPLICATE_THRESHOLD = 90
 # Reduce pre-cuts to 4 × FACT_TOKEN_BUDGET (24,000) = 96,000 tokens, at ≥ 11 tokens a fact
 # (`fact_tokens` of a 20-character sentence): at most ~8,700 facts, ~3,000–4,500 at typical
 # lengths. A book pruned to 15,000 (3/4 of this) only drops facts that rank below at least
-# 15,000 others by the pre-cut's own priority. ~600 B a group: ~12 MB when full.
+# 15,000 others by the pre-cut's own priority. ~0.9 KB a group: ~18 MB when full.
 DEFAULT_GROUP_LIMIT = 20_000
 # Provenance kept per fact: memory uses the first, people tracing a fact need a few; `count`
 # keeps how often it was seen. Without a cap a fact said in every conversation holds thousands.
