@@ -137,14 +137,17 @@ class _Trial:
         )
         response.raise_for_status()
         step_at_kill = None
+        retries_before = 0
         if kill_after is not None:
             time.sleep(kill_after)
             step_at_kill = _rows(db, "SELECT current_step FROM processing_jobs")[0][0]
             service.kill()
+            retries_before = sum(e.get("retries", 0) for e in service.events("llm.call"))
             service = self._start(data_dir)
         completed = self._wait(db, timeout)
         elapsed = time.monotonic() - started
         service.terminate()
+        retries = sum(e.get("retries", 0) for e in service.events("llm.call"))
         ids = [r[0] for r in _rows(db, "SELECT id FROM conversation_chunks")]  # one user
         return {
             "run": n,
@@ -155,6 +158,9 @@ class _Trial:
             "chunk_rows": len(ids),
             "distinct_ids": set(ids),
             "extract_calls": self.sim.ledger()["by_task"].get("extract_facts", 0),
+            "by_outcome": self.sim.ledger()["by_outcome"],
+            "sdk_retries": retries_before + retries,
+            "answered_twice": self.sim.ledger()["answered_more_than_once"],
         }
 
 
@@ -217,7 +223,8 @@ def _line(result: dict[str, Any], truth: set[str], units: int) -> str:
         f"run {result['run']:2d}: killed after {result['kill_after_s']:6.2f} s "
         f"in {result['step_at_kill']}; completed={result['completed']} in {result['seconds']} s; "
         f"duplicates={result['chunk_rows'] - len(ids)} missing={len(truth - ids)}; "
-        f"extra calls={result['extract_calls'] - units}"
+        f"extra calls={result['extract_calls'] - units} (inputs answered twice: "
+        f"{result['answered_twice']}, SDK retries: {result['sdk_retries']})"
     )
 
 

@@ -17,6 +17,7 @@ that is not JSON, a reply cut at `max_tokens`. A ledger counts requests by outco
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import threading
@@ -86,6 +87,8 @@ class SimulatorConfig:
 class _Ledger:
     by_outcome: Counter[str] = field(default_factory=Counter)
     by_task: Counter[str] = field(default_factory=Counter)
+    # How often each distinct input was answered: what was paid for more than once.
+    by_input: Counter[str] = field(default_factory=Counter)
     input_tokens: int = 0
     output_tokens: int = 0
 
@@ -120,6 +123,7 @@ class Simulator:
                 "requests": sum(led.by_outcome.values()),
                 "by_outcome": dict(led.by_outcome),
                 "by_task": dict(led.by_task),
+                "answered_more_than_once": sum(n - 1 for n in led.by_input.values() if n > 1),
                 "input_tokens": led.input_tokens,
                 "output_tokens": led.output_tokens,
             }
@@ -171,6 +175,7 @@ class Simulator:
         with self._lock:
             self._ledger.by_outcome[outcome] += 1
             self._ledger.by_task[task] += 1
+            self._ledger.by_input[hashlib.sha256(user_text.encode()).hexdigest()[:16]] += 1
             self._ledger.input_tokens += input_tokens
             self._ledger.output_tokens += output_tokens
         reply = {
