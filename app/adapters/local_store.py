@@ -75,7 +75,13 @@ class LocalStore:
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def locked() -> T:
             with self._lock:
-                return fn(self._conn)
+                result = fn(self._conn)
+                if isinstance(result, sqlite3.Cursor):
+                    # Freed later on another thread, a cursor races the next statement on this
+                    # connection ("bad parameter or other API misuse"): never let one out.
+                    result.close()
+                    raise TypeError("a LocalStore call returned a cursor; close it inside")
+                return result
 
         return await asyncio.to_thread(locked)
 
@@ -149,7 +155,7 @@ class LocalStore:
         await self._write(
             lambda conn: conn.execute(
                 "INSERT OR IGNORE INTO user_profiles (user_id) VALUES (?)", (user_id,)
-            )
+            ).close()
         )
 
     async def update_profile(self, user_id: str, fields: Mapping[str, Any]) -> None:
@@ -392,7 +398,7 @@ class LocalStore:
         params = [
             {k: _ts(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows
         ]
-        await self._write(lambda conn: conn.executemany(sql, params))
+        await self._write(lambda conn: conn.executemany(sql, params).close())
 
     async def delete_stale_chunks(self, *, user_id: str, job_id: str) -> int:
         def delete(conn: sqlite3.Connection) -> int:
@@ -446,12 +452,10 @@ class LocalStore:
             (user_id, digest, extractor_version, json.dumps([fact_to_json(f) for f in facts]), now)
             for digest, facts in entries.items()
         ]
-        await self._write(
-            lambda conn: conn.executemany(
-                "INSERT INTO fact_extraction_cache"
-                " (user_id, content_hash, extractor_version, facts, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, content_hash, extractor_version)"
-                " DO UPDATE SET facts = excluded.facts, created_at = excluded.created_at",
-                params,
-            )
+        sql = (
+            "INSERT INTO fact_extraction_cache"
+            " (user_id, content_hash, extractor_version, facts, created_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, content_hash, extractor_version)"
+            " DO UPDATE SET facts = excluded.facts, created_at = excluded.created_at"
         )
+        await self._write(lambda conn: conn.executemany(sql, params).close())
