@@ -229,7 +229,7 @@ async def test_lost_lease_stops_work_without_touching_the_job(
     await store._write(
         lambda conn: conn.execute(
             "UPDATE processing_jobs SET lease_owner = 'other-worker' WHERE id = ?", (job.id,)
-        )
+        ).close()
     )
     await asyncio.wait_for(cancelled.wait(), 5)
     await _stop(runner, client)
