@@ -239,6 +239,13 @@ class LocalStore:
             (user_id,),
         )
 
+    async def last_completed_job(self, *, user_id: str, export_sha256: str) -> Job | None:
+        return await self._one_job(
+            "SELECT * FROM processing_jobs WHERE user_id = ? AND export_sha256 = ?"
+            " AND status = 'complete' ORDER BY completed_at DESC LIMIT 1",
+            (user_id, export_sha256),
+        )
+
     async def _one_job(self, sql: str, params: tuple[Any, ...]) -> Job | None:
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None else job_from_row(dict(row))

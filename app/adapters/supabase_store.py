@@ -244,6 +244,22 @@ class SupabaseStore:
         )
         return job_from_row(rows[0]) if rows else None
 
+    async def last_completed_job(self, *, user_id: str, export_sha256: str) -> Job | None:
+        if not _is_uuid(user_id):
+            return None
+        rows = await self._select(
+            "processing_jobs",
+            {
+                "user_id": f"eq.{user_id}",
+                "export_sha256": f"eq.{export_sha256}",
+                "status": "eq.complete",
+                "select": "*",
+                "order": "completed_at.desc",
+                "limit": "1",
+            },
+        )
+        return job_from_row(rows[0]) if rows else None
+
     async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
         rows = await self._rpc(
             "claim_next_job", {"p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
