@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import random
-import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from app.adapters.anthropic_llm import AnthropicLLM
 from app.adapters.local_store import LocalStore
@@ -39,32 +38,9 @@ from app.processors.ledger import CostLedger
 from app.processors.pipeline import run_full_pass
 from bench.common import USER_ID
 
-__all__ = ["BenchStore", "InstantLLM", "ManyFactsLLM", "make_llm", "run_front_half", "run_job"]
+__all__ = ["InstantLLM", "ManyFactsLLM", "make_llm", "run_front_half", "run_job"]
 
 WORKER = "bench-worker"
-T = TypeVar("T")
-
-
-class BenchStore(LocalStore):
-    """`LocalStore`, except that a write never hands its sqlite3 cursor back to the event loop.
-
-    `put_cached_facts` returns `executemany`'s cursor out of the store's lock; when it is freed
-    on the loop's thread while a worker thread runs the next write, SQLite reports
-    `InterfaceError: bad parameter or other API misuse` (reproduced: 2,999 of 3,000 such writes
-    from 8 threads fail; 0 when the cursor is dropped under the lock). With 50 concurrent
-    cache writes it fails a full pass at random (`facts:10` every time here). A workaround
-    for the benchmarks until `LocalStore._write` stops returning cursors.
-    """
-
-    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def no_cursor(conn: sqlite3.Connection) -> T:
-            result = fn(conn)
-            if isinstance(result, sqlite3.Cursor):
-                result.close()
-                return None  # type: ignore[return-value]
-            return result
-
-        return await super()._write(no_cursor)
 
 
 class InstantLLM:

@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.adapters.local_store import LocalStore
 from app.pricing import price_for
 from app.processors.extraction import extract_facts
 from app.processors.ledger import CostLedger
@@ -46,7 +47,7 @@ from bench.common import (
     simulator_process,
     stream,
 )
-from bench.full_pass import BenchStore, extract_counts, make_llm, run_front_half, run_job
+from bench.full_pass import extract_counts, make_llm, run_front_half, run_job
 
 __all__ = ["main"]
 
@@ -61,7 +62,7 @@ async def _worker(mode: str, export: Path, llm_kind: str, url: str, concurrency:
             local_data_dir=Path(data_dir),
             fact_extraction_concurrency=concurrency,
         )
-        store = BenchStore(Path(data_dir))
+        store = LocalStore(Path(data_dir))
         llm = make_llm(llm_kind, settings)
         try:
             if mode == "full":
