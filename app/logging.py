@@ -20,6 +20,17 @@ __all__ = ["RequestIdMiddleware", "configure_logging"]
 _REQUEST_ID_HEADER = b"x-request-id"
 
 
+class _Stderr:
+    """Whatever `sys.stderr` is when a line is written, not when logging was configured (a CLI
+    run under a test harness, or a reopened stream, must not leave loggers on a closed file)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(
     *, log_format: Literal["auto", "json", "console"] = "auto", level: str = "INFO"
 ) -> None:
@@ -43,11 +54,13 @@ def configure_logging(
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=False,
     )
     # uvicorn and httpx log through the standard library: keep them quiet and on stderr.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.WARNING, stream=_Stderr(), format="%(name)s %(message)s", force=True
+    )
     for noisy in ("httpx", "httpcore", "anthropic", "httpx2"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 

@@ -143,13 +143,16 @@ def make_llm(kind: str, settings: Settings) -> LLM:
 
 
 async def run_job(
-    store: LocalStore, *, export: Path, llm: LLM, settings: Settings
+    store: LocalStore, *, export: Path, llm: LLM, settings: Settings, force: bool = False
 ) -> dict[str, Any]:
-    """One full pass through the real pipeline; the job row's stats and the wall time."""
+    """One full pass through the real pipeline; the job row's stats and the wall time.
+
+    Without `force`, an export identical to the last completed one is recognised and skipped.
+    """
     storage_path = f"imports/{USER_ID}/{export.name}"
     await store.ensure_profile(USER_ID)
     store.put_export(storage_path, export)
-    await store.enqueue_job(NewJob(user_id=USER_ID, storage_path=storage_path))
+    await store.enqueue_job(NewJob(user_id=USER_ID, storage_path=storage_path, force=force))
     job = await store.claim_job(worker_id=WORKER, lease_seconds=24 * 3600)
     assert job is not None
     ctx = JobContext(job=job, store=store, llm=llm, settings=settings)

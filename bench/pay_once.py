@@ -81,8 +81,14 @@ async def _runs(old: Path, new: Path, *, concurrency: int) -> list[dict[str, Any
         llm = make_llm("sim", settings)
         try:
             before: dict[str, int] = {}
-            for label, export in (("first", old), ("re-run", old), ("re-export", new)):
-                run = await run_job(store, export=export, llm=llm, settings=settings)
+            runs = (
+                ("first", old, False),
+                ("re-sent (skipped: unchanged export)", old, False),
+                ("re-run with force (fact cache)", old, True),
+                ("re-export", new, False),
+            )
+            for label, export, force in runs:
+                run = await run_job(store, export=export, llm=llm, settings=settings, force=force)
                 by_task = sim_ledger(url)["by_task"]
                 delta = {k: v - before.get(k, 0) for k, v in by_task.items()}
                 before = dict(by_task)

@@ -40,10 +40,11 @@ SECTION_FIELDS = {
 }
 
 
-async def _start(client: httpx.AsyncClient, *, storage_path: str = STORAGE_PATH) -> dict[str, Any]:
-    response = await client.post(
-        "/process-full-v2", json={"user_id": USER_ID, "storage_path": storage_path}, headers=auth()
-    )
+async def _start(
+    client: httpx.AsyncClient, *, storage_path: str = STORAGE_PATH, force: bool = False
+) -> dict[str, Any]:
+    body = {"user_id": USER_ID, "storage_path": storage_path, "force": force}
+    response = await client.post("/process-full-v2", json=body, headers=auth())
     assert response.status_code == 202, response.text
     body: dict[str, Any] = response.json()
     return body
@@ -99,7 +100,7 @@ def _assert_portrait(profile: dict[str, Any]) -> None:
     assert order == sorted(order)
 
 
-async def test_offline_full_pass_then_a_rerun_pays_nothing(
+async def test_offline_full_pass_then_resent_and_forced_reruns_pay_nothing(
     settings: Settings, store: LocalStore, tmp_path: Path
 ) -> None:
     app = create_app(make_settings(tmp_path, run_worker=True), store=store)
@@ -124,11 +125,23 @@ async def test_offline_full_pass_then_a_rerun_pays_nothing(
         assert _sample(metrics, 'soulprint_step_duration_seconds_count{step="extract_facts"}') > 0
         hits_before = _sample(metrics, "soulprint_fact_cache_hits_total")
 
-        second = await _until_done(client, (await _start(client))["job_id"])
-        assert second["status"] == "complete"
+        # The same export sent again: the profile already holds its portrait; nothing re-runs.
+        resent = await _until_done(client, (await _start(client))["job_id"])
+        assert resent["status"] == "complete"
+        assert resent["stats"]["counts"]["complete"] == {"unchanged_export_of": first["job_id"]}
+        assert "extract_facts" not in resent["stats"]["counts"]
+        after = await store.get_profile(USER_ID)
+        assert after is not None
+        portrait = ("memory_md", "soulprint_text", *SECTION_FIELDS)
+        assert {k: after[k] for k in portrait} == {k: profile[k] for k in portrait}
+        assert after["full_pass_status"] == "complete"
+
+        # `force` runs the pass again; every chunk is answered by the fact cache.
+        forced = await _until_done(client, (await _start(client, force=True))["job_id"])
+        assert forced["status"] == "complete"
         metrics = (await client.get("/metrics", headers=auth())).text
         assert _sample(metrics, "soulprint_fact_cache_hits_total") > hits_before
-        again = second["stats"]["counts"]["extract_facts"]
+        again = forced["stats"]["counts"]["extract_facts"]
         assert again["calls"] == 0
         assert again["cached"] == first_extract["chunks"]
         assert await store.count_chunks(USER_ID) == first["chunk_count"]

@@ -17,9 +17,10 @@ from typing import Any
 import structlog
 
 from app.config import Settings
-from app.domain import STEPS, Job
+from app.domain import PIPELINE_VERSION, STEPS, Job
 from app.metrics import METRICS
 from app.ports import LLM, Store
+from app.processors.ledger import CostLedger
 
 __all__ = ["JobContext", "Pipeline", "StepFailed"]
 
@@ -57,6 +58,8 @@ class JobContext:
     store: Store
     llm: LLM
     settings: Settings
+    # Set by the pipeline: what its LLM calls cost, reported with every step.
+    ledger: CostLedger | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     current_step: str | None = None
@@ -93,6 +96,35 @@ class JobContext:
             duration = int(elapsed * 1000)
             self.durations_ms[name] = self.durations_ms.get(name, 0) + duration
             log.info("step.completed", duration_ms=duration, **self.counts.get(name, {}))
+            await self.record_stats()
+
+    async def record_stats(self) -> None:
+        """The job row's telemetry so far: per-step durations and counts, tokens and cost.
+
+        Written at every step boundary, so `GET /jobs/{id}` tells a running job's story too.
+        A failed write is logged, never raised: telemetry must not fail the job.
+        """
+        fields: dict[str, Any] = {
+            "stats": {
+                "pipeline_version": PIPELINE_VERSION,
+                "durations_ms": self.durations_ms,
+                "counts": self.counts,
+                **({"llm": self.ledger.to_json()} if self.ledger else {}),
+            }
+        }
+        if self.ledger is not None:
+            total = self.ledger.totals()
+            fields["input_tokens"] = (
+                total.input_tokens
+                + total.cache_read_input_tokens
+                + total.cache_creation_input_tokens
+            )
+            fields["output_tokens"] = total.output_tokens
+            fields["cost_usd"] = round(total.usd, 6)
+        try:
+            await self.record(fields)
+        except Exception as exc:
+            log.warning("job.stats_write_failed", error_type=type(exc).__name__)
 
     def count(self, step: str, **values: Any) -> None:
         """Counts reported on the step's completion line and kept for the job's stats."""

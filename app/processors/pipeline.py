@@ -16,9 +16,9 @@ from typing import Any
 
 import structlog
 
-from app.domain import PIPELINE_VERSION, FullPassStatus, Job
+from app.domain import PIPELINE_VERSION, FullPassStatus, Job, JobStatus
 from app.errors import LLMFatal
-from app.pricing import OFFLINE_PRICE, price_for
+from app.pricing import price_for_llm
 from app.processors.context import JobContext, Pipeline
 from app.processors.ingest_flow import IngestResult, ingest_and_extract
 from app.processors.ledger import CostLedger
@@ -42,15 +42,38 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _ledger(ctx: JobContext) -> CostLedger:
-    llm = ctx.llm
-    price = price_for(ctx.settings, llm.model) if llm.provider == "anthropic" else OFFLINE_PRICE
-    return CostLedger(price, llm.provider, llm.model)
+def _complete_fields() -> dict[str, Any]:
+    return {
+        "full_pass_status": FullPassStatus.COMPLETE.value,
+        "full_pass_completed_at": datetime.now(UTC),
+        "full_pass_error": None,
+    }
+
+
+async def _unchanged(ctx: JobContext, digest: str) -> Job | None:
+    """The finished job whose results the profile holds, if it was for this very export.
+
+    Only the user's latest finished job counts: after another import (or a failure that may
+    have saved part of a run), the profile no longer holds this export's results.
+    """
+    if ctx.job.force:
+        return None
+    last = await ctx.store.last_finished_job(ctx.job.user_id)
+    if (
+        last is not None
+        and last.id != ctx.job.id
+        and last.status is JobStatus.COMPLETE
+        and last.export_sha256 == digest
+        and last.pipeline_version == ctx.job.pipeline_version
+    ):
+        return last
+    return None
 
 
 async def run_full_pass(job: Job, ctx: JobContext) -> None:
     store, llm, settings = ctx.store, ctx.llm, ctx.settings
-    ledger = _ledger(ctx)
+    price = price_for_llm(settings, provider=llm.provider, model=llm.model)
+    ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model)
     await store.update_job(job.id, {"llm_provider": llm.provider})
     try:
         with tempfile.TemporaryDirectory(prefix="soulprint-") as tmp:
@@ -60,6 +83,13 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
                 digest = await asyncio.to_thread(_sha256, export)
                 await store.update_job(job.id, {"export_sha256": digest})
                 ctx.count("download_conversations", bytes=size)
+            if previous := await _unchanged(ctx, digest):
+                # Re-sent, not re-exported: the profile already holds this export's portrait.
+                async with ctx.step("complete"):
+                    await store.update_profile(job.user_id, _complete_fields())
+                    ctx.count("complete", unchanged_export_of=previous.id)
+                log.info("pass.skipped", reason="unchanged export", previous_job=previous.id)
+                return
             ingest = await ingest_and_extract(ctx, path=export, ledger=ledger)
 
         async with ctx.step("consolidate_facts"):
@@ -95,17 +125,13 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
         sections = await _regenerate(ctx, ingest, memory.markdown, ledger)
 
         async with ctx.step("complete"):
-            fields: dict[str, Any] = {
-                "full_pass_status": FullPassStatus.COMPLETE.value,
-                "full_pass_completed_at": datetime.now(UTC),
-                "full_pass_error": None,
-            }
+            fields: dict[str, Any] = _complete_fields()
             if sections is not None:
                 fields |= section_columns(sections)
                 fields["soulprint_text"] = render_soulprint_text(sections, memory.markdown)
             await store.update_profile(job.user_id, fields)
     finally:
-        await _record_stats(ctx, ledger)
+        await ctx.record_stats()
 
 
 async def _regenerate(
@@ -127,31 +153,6 @@ async def _regenerate(
         log.warning("v2.skipped", error_type=type(cause).__name__, reason="non-fatal")
         ctx.count("v2_regeneration", skipped=type(cause).__name__)
         return None
-
-
-async def _record_stats(ctx: JobContext, ledger: CostLedger) -> None:
-    """Whatever happened, the job row says what the run did and what it cost."""
-    total = ledger.totals()
-    stats = {
-        "pipeline_version": PIPELINE_VERSION,
-        "durations_ms": ctx.durations_ms,
-        "counts": ctx.counts,
-        "llm": ledger.to_json(),
-    }
-    try:
-        await ctx.store.update_job(
-            ctx.job.id,
-            {
-                "stats": stats,
-                "input_tokens": total.input_tokens
-                + total.cache_read_input_tokens
-                + total.cache_creation_input_tokens,
-                "output_tokens": total.output_tokens,
-                "cost_usd": round(total.usd, 6),
-            },
-        )
-    except Exception as exc:  # never mask the run's own outcome
-        log.warning("job.stats_write_failed", error_type=type(exc).__name__)
 
 
 PIPELINES: dict[str, Pipeline] = {PIPELINE_VERSION: run_full_pass}

@@ -12,6 +12,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Literal
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -28,7 +29,7 @@ def tcp_listener(port: int = 0) -> socket.socket:
 
 @contextmanager
 def serve_in_thread(
-    app: ASGIApp, *, name: str, port: int = 0, lifespan: str = "off"
+    app: ASGIApp, *, name: str, port: int = 0, lifespan: Literal["auto", "on", "off"] = "off"
 ) -> Iterator[str]:
     """Yield the base URL while `app` is served; stop the server on exit."""
     sock = tcp_listener(port)
