@@ -142,21 +142,12 @@ def _serve(settings: Settings, *, host: str, port: int) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    from app.alerts import Alerter
-    from app.jobs import JobRunner
-    from app.main import build_llm, build_store, check_settings, default_pipelines
+    from app.main import build_llm, build_runner, build_store, check_settings
 
     check_settings(settings, serving=False)
     store, llm = build_store(settings), build_llm(settings)
-    webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
     async with httpx.AsyncClient(timeout=10.0) as http:
-        runner = JobRunner(
-            store=store,
-            llm=llm,
-            settings=settings,
-            pipelines=default_pipelines(),
-            alerter=Alerter(webhook_url=webhook, client=http),
-        )
+        runner = build_runner(settings, store=store, llm=llm, http=http)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

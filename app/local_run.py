@@ -20,12 +20,10 @@ from typing import TextIO
 import httpx
 
 from app.adapters.local_store import LocalStore
-from app.alerts import Alerter
 from app.config import Settings
 from app.domain import SECTION_NAMES, Job, JobStatus, NewJob
 from app.errors import AppError
-from app.jobs import JobRunner
-from app.main import build_llm, default_pipelines
+from app.main import build_llm, build_runner
 from app.metrics import REGISTRY, MeteredLLM
 from app.pricing import price_for_llm
 from app.sections import SectionSet
@@ -112,13 +110,7 @@ async def process_export(
             NewJob(user_id=user_id, storage_path=storage_path, max_attempts=1, force=True)
         )
         async with httpx.AsyncClient() as http:
-            runner = JobRunner(
-                store=store,
-                llm=llm,
-                settings=settings,
-                pipelines=default_pipelines(),
-                alerter=Alerter(webhook_url=None, client=http),
-            )
+            runner = build_runner(settings, store=store, llm=llm, http=http, alerts=False)
             runner.start()
             try:
                 job = await _wait(store, job.id, display)

@@ -23,7 +23,14 @@ from app.ports import LLM, Store
 from app.pricing import price_for_llm
 from app.processors.context import Pipeline
 
-__all__ = ["build_llm", "build_store", "check_settings", "create_app", "default_pipelines"]
+__all__ = [
+    "build_llm",
+    "build_runner",
+    "build_store",
+    "check_settings",
+    "create_app",
+    "default_pipelines",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -76,6 +83,26 @@ def default_pipelines() -> dict[str, Pipeline]:
     return dict(PIPELINES)
 
 
+def build_runner(
+    settings: Settings,
+    *,
+    store: Store,
+    llm: LLM,
+    http: httpx.AsyncClient,
+    pipelines: Mapping[str, Pipeline] | None = None,
+    alerts: bool = True,
+) -> JobRunner:
+    """The job runner, for the service, a worker process or a local run (`alerts=False`)."""
+    webhook = settings.alert_webhook if alerts else None
+    return JobRunner(
+        store=store,
+        llm=llm,
+        settings=settings,
+        pipelines=pipelines if pipelines is not None else default_pipelines(),
+        alerter=Alerter(webhook_url=webhook.get_secret_value() if webhook else None, client=http),
+    )
+
+
 def create_app(
     settings: Settings | None = None,
     *,
@@ -100,15 +127,10 @@ def create_app(
             price = price_for_llm(settings, provider=inner_llm.provider, model=inner_llm.model)
             the_llm = MeteredLLM(inner_llm, price=price)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
-            webhook = settings.alert_webhook.get_secret_value() if settings.alert_webhook else None
             runner: JobRunner | None = None
             if settings.run_worker:
-                runner = JobRunner(
-                    store=the_store,
-                    llm=the_llm,
-                    settings=settings,
-                    pipelines=pipelines if pipelines is not None else default_pipelines(),
-                    alerter=Alerter(webhook_url=webhook, client=http),
+                runner = build_runner(
+                    settings, store=the_store, llm=the_llm, http=http, pipelines=pipelines
                 )
             app.state.services = Services(
                 settings=settings, store=the_store, llm=the_llm, runner=runner

@@ -89,8 +89,9 @@ class Store(ExportSource, Protocol):
 
     async def latest_job_for_user(self, user_id: str) -> Job | None: ...
 
-    async def last_completed_job(self, *, user_id: str, export_sha256: str) -> Job | None:
-        """The user's most recent complete job for an export with this content hash."""
+    async def last_finished_job(self, user_id: str) -> Job | None:
+        """The user's most recently finished (complete or failed) job: whose results the
+        profile holds now."""
         ...
 
     async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:

@@ -26,12 +26,8 @@ from typing import Any
 import httpx
 
 from app.adapters.local_store import LocalStore
-from app.config import Settings
-from app.domain import UserSignal
-from app.processors.chunking import chunk_conversation
-from app.processors.export_reader import ExportReader
-from app.processors.extraction import build_extraction_text, signal_batches
 from bench.make_export import write_export
+from tests.support.export_truth import export_truth
 from tests.support.messages_simulator import Simulator, SimulatorConfig, running_simulator
 from tests.support.service_process import ServiceProcess, service_env
 
@@ -42,24 +38,9 @@ STORAGE_PATH = f"imports/{USER_ID}/export.json"
 API_KEY = "crash-trial-secret"
 
 
-def _truth(path: Path) -> tuple[set[str], int]:
-    settings = Settings(_env_file=None)
-    ids: set[str] = set()
-    hashes: set[str] = set()
-    signals: list[UserSignal] = []
-    for conversation in ExportReader(path, settings=settings):
-        signals.extend(conversation.signals)
-        for chunk in chunk_conversation(
-            conversation,
-            user_id=USER_ID,
-            target_tokens=settings.chunk_target_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-            max_message_chars=settings.max_message_chars,
-        ):
-            ids.add(chunk.id)
-            if build_extraction_text(chunk):
-                hashes.add(chunk.content_hash)
-    return ids, len(hashes) + len(signal_batches(signals))
+def _truth_of(export: Path) -> tuple[set[str], int]:
+    truth = export_truth(export, user_id=USER_ID)
+    return set(truth.chunk_ids), truth.units
 
 
 def _seed(data_dir: Path, export: Path) -> None:
@@ -177,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="crash-trial-") as tmp:
         root = Path(tmp)
         export = write_export(root / "export.json", size_mb=args.size_mb, fmt="json", seed=7)
-        truth_ids, units = _truth(export)
+        truth_ids, units = _truth_of(export)
         export_bytes = export.stat().st_size
         config = SimulatorConfig(latency_s=args.latency, jitter=0.5, seed=args.seed)
         with running_simulator(config) as sim:

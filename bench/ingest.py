@@ -69,7 +69,7 @@ async def _ingest(path: Path) -> dict[str, Any]:
     overlaps anyway. So this measures the work itself, in sequence."""
     from app.adapters.local_store import LocalStore
     from app.config import Settings
-    from app.processors.chunking import chunk_conversation
+    from app.processors.chunking import chunk_as_configured
     from app.processors.export_reader import ExportReader
     from app.processors.ingest_stats import IngestStats
     from app.processors.v2_sample import V2Sampler
@@ -83,13 +83,7 @@ async def _ingest(path: Path) -> dict[str, Any]:
         for conversation in ExportReader(path, settings=settings):
             stats.add_conversation(conversation)
             sampler.offer(conversation)
-            chunks = chunk_conversation(
-                conversation,
-                user_id=_USER,
-                target_tokens=settings.chunk_target_tokens,
-                overlap_tokens=settings.chunk_overlap_tokens,
-                max_message_chars=settings.max_message_chars,
-            )
+            chunks = chunk_as_configured(conversation, user_id=_USER, settings=settings)
             stats.add_chunks(chunks)
             batch.extend(chunks)
             if len(batch) >= settings.chunk_batch_size:

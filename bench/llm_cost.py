@@ -36,7 +36,7 @@ from app.domain import UserSignal
 from app.ports import ExtractionRequest
 from app.pricing import price_for
 from app.processors import prompts
-from app.processors.chunking import chunk_conversation, estimate_tokens
+from app.processors.chunking import chunk_as_configured, chunk_conversation, estimate_tokens
 from app.processors.export_reader import iter_conversations
 from app.processors.extraction import build_extraction_text, signal_batches
 from bench.common import OUT_DIR, USER_ID, bench_settings, ensure_export, machine, quiet_logs
@@ -99,13 +99,7 @@ def our_cost(path: Path, *, settings: Settings, group_tokens: int | None = None)
     for conversation in iter_conversations(path, settings=settings):
         signals.extend(conversation.signals)
         texts: list[str] = []
-        for chunk in chunk_conversation(
-            conversation,
-            user_id=USER_ID,
-            target_tokens=settings.chunk_target_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-            max_message_chars=settings.max_message_chars,
-        ):
+        for chunk in chunk_as_configured(conversation, user_id=USER_ID, settings=settings):
             cost.chunks += 1
             text = build_extraction_text(chunk)
             if not text:

@@ -26,7 +26,7 @@ from typing import Any
 
 from app.adapters.local_store import LocalStore
 from app.domain import UserSignal
-from app.processors.chunking import chunk_conversation
+from app.processors.chunking import chunk_as_configured
 from app.processors.export_reader import iter_conversations
 from app.processors.extraction import build_extraction_text, signal_batches
 from bench.common import (
@@ -53,13 +53,7 @@ def export_census(path: Path) -> dict[str, Any]:
     for conversation in iter_conversations(path, settings=settings):
         conversations.append(conversation.id)
         signals.extend(conversation.signals)
-        for chunk in chunk_conversation(
-            conversation,
-            user_id=USER_ID,
-            target_tokens=settings.chunk_target_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-            max_message_chars=settings.max_message_chars,
-        ):
+        for chunk in chunk_as_configured(conversation, user_id=USER_ID, settings=settings):
             hashes[chunk.content_hash] = bool(build_extraction_text(chunk))
     batches = {tuple((s.kind, s.text) for s in b) for b in signal_batches(signals)}
     return {"conversations": conversations, "hashes": hashes, "signal_batches": batches}

@@ -239,11 +239,11 @@ class LocalStore:
             (user_id,),
         )
 
-    async def last_completed_job(self, *, user_id: str, export_sha256: str) -> Job | None:
+    async def last_finished_job(self, user_id: str) -> Job | None:
         return await self._one_job(
-            "SELECT * FROM processing_jobs WHERE user_id = ? AND export_sha256 = ?"
-            " AND status = 'complete' ORDER BY completed_at DESC LIMIT 1",
-            (user_id, export_sha256),
+            "SELECT * FROM processing_jobs WHERE user_id = ? AND status IN ('complete', 'failed')"
+            " ORDER BY completed_at DESC LIMIT 1",
+            (user_id,),
         )
 
     async def _one_job(self, sql: str, params: tuple[Any, ...]) -> Job | None:

@@ -244,15 +244,14 @@ class SupabaseStore:
         )
         return job_from_row(rows[0]) if rows else None
 
-    async def last_completed_job(self, *, user_id: str, export_sha256: str) -> Job | None:
+    async def last_finished_job(self, user_id: str) -> Job | None:
         if not _is_uuid(user_id):
             return None
         rows = await self._select(
             "processing_jobs",
             {
                 "user_id": f"eq.{user_id}",
-                "export_sha256": f"eq.{export_sha256}",
-                "status": "eq.complete",
+                "status": "in.(complete,failed)",
                 "select": "*",
                 "order": "completed_at.desc",
                 "limit": "1",

@@ -18,10 +18,17 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
+from app.config import Settings
 from app.domain import Chunk, Conversation, Message
 from app.processors.text import estimate_tokens, truncate_middle
 
-__all__ = ["CHUNK_NAMESPACE", "chunk_conversation", "estimate_tokens", "format_message"]
+__all__ = [
+    "CHUNK_NAMESPACE",
+    "chunk_as_configured",
+    "chunk_conversation",
+    "estimate_tokens",
+    "format_message",
+]
 
 # uuid5 namespace for chunk ids (a fixed random value: ids must never change between releases).
 CHUNK_NAMESPACE = uuid.UUID("5b0c2f7e-8d3a-4c1e-9a57-3f2d6b1e4a90")
@@ -198,3 +205,17 @@ def _utf8_size(text: str) -> int:
 def _first_time(messages: Sequence[Message]) -> datetime | None:
     times = [m.created_at for m in messages if m.created_at is not None]
     return min(times) if times else None
+
+
+def chunk_as_configured(
+    conversation: Conversation, *, user_id: str, settings: Settings
+) -> list[Chunk]:
+    """`chunk_conversation` with the budgets the service is configured with: how an import
+    chunks, so inspection, benchmarks and tests expect exactly what an import writes."""
+    return chunk_conversation(
+        conversation,
+        user_id=user_id,
+        target_tokens=settings.chunk_target_tokens,
+        overlap_tokens=settings.chunk_overlap_tokens,
+        max_message_chars=settings.max_message_chars,
+    )

@@ -18,7 +18,7 @@ from pathlib import Path
 import structlog
 
 from app.domain import Chunk, UserSignal
-from app.processors.chunking import chunk_conversation
+from app.processors.chunking import chunk_as_configured
 from app.processors.consolidation import FactBook
 from app.processors.context import JobContext, StepFailed
 from app.processors.export_reader import ExportReader
@@ -88,12 +88,8 @@ class _Producer:
             stats.add_conversation(conversation)
             sampler.offer(conversation)
             self.result.signals.extend(conversation.signals)
-            chunks = chunk_conversation(
-                conversation,
-                user_id=self.ctx.job.user_id,
-                target_tokens=settings.chunk_target_tokens,
-                overlap_tokens=settings.chunk_overlap_tokens,
-                max_message_chars=settings.max_message_chars,
+            chunks = chunk_as_configured(
+                conversation, user_id=self.ctx.job.user_id, settings=settings
             )
             stats.add_chunks(chunks)
             if chunks and not self._put(chunks):

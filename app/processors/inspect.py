@@ -18,7 +18,7 @@ from typing import Any
 
 from app.config import Settings
 from app.pricing import price_for
-from app.processors.chunking import chunk_conversation, estimate_tokens
+from app.processors.chunking import chunk_as_configured, estimate_tokens
 from app.processors.export_reader import ExportReader
 from app.processors.ingest_stats import IngestStats
 from app.processors.v2_sample import V2Sampler
@@ -48,13 +48,7 @@ def inspect_export(path: Path, *, settings: Settings) -> dict[str, Any]:
         stats.add_conversation(conversation)
         sampler.offer(conversation)
         stats.add_chunks(
-            chunk_conversation(
-                conversation,
-                user_id=_INSPECT_USER,
-                target_tokens=settings.chunk_target_tokens,
-                overlap_tokens=settings.chunk_overlap_tokens,
-                max_message_chars=settings.max_message_chars,
-            )
+            chunk_as_configured(conversation, user_id=_INSPECT_USER, settings=settings)
         )
     price = price_for(settings)
     extraction_in = stats.estimated_tokens + stats.chunks * EXTRACTION_PROMPT_TOKENS

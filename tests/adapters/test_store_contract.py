@@ -304,17 +304,18 @@ async def test_count_jobs_by_status_names_every_status(harness: StoreHarness) ->
     assert sum(after.values()) == sum(before.values()) + 2
 
 
-async def test_last_completed_job_by_export_hash(harness: StoreHarness) -> None:
+async def test_last_finished_job_is_the_latest_complete_or_failed(harness: StoreHarness) -> None:
     store = harness.store
     user = _user()
-    assert await store.last_completed_job(user_id=user, export_sha256="a" * 64) is None
-    job, _ = await store.enqueue_job(_new(user))
-    await store.update_job(job.id, {"export_sha256": "a" * 64})
+    assert await store.last_finished_job(user) is None
+    first, _ = await store.enqueue_job(_new(user))
     assert await store.claim_job(worker_id="w", lease_seconds=60) is not None
-    assert await store.last_completed_job(user_id=user, export_sha256="a" * 64) is None  # running
-    assert await store.finish_job(job_id=job.id, worker_id="w", status=JobStatus.COMPLETE)
-    found = await store.last_completed_job(user_id=user, export_sha256="a" * 64)
-    assert found is not None
-    assert found.id == job.id
-    assert await store.last_completed_job(user_id=user, export_sha256="b" * 64) is None
-    assert await store.last_completed_job(user_id=_user(), export_sha256="a" * 64) is None
+    assert await store.last_finished_job(user) is None  # running is not finished
+    assert await store.finish_job(job_id=first.id, worker_id="w", status=JobStatus.COMPLETE)
+    second, _ = await store.enqueue_job(_new(user))
+    assert await store.claim_job(worker_id="w", lease_seconds=60) is not None
+    assert await store.finish_job(job_id=second.id, worker_id="w", status=JobStatus.FAILED)
+    latest = await store.last_finished_job(user)
+    assert latest is not None
+    assert (latest.id, latest.status) == (second.id, JobStatus.FAILED)
+    assert await store.last_finished_job(_user()) is None

@@ -487,15 +487,14 @@ async def test_from_settings_builds_and_closes_its_own_client(api: respx.MockRou
         SupabaseStore.from_settings(Settings(supabase_url=None))
 
 
-async def test_last_completed_job_filters_by_user_hash_and_status(
+async def test_last_finished_job_filters_by_user_and_final_status(
     store: SupabaseStore, api: respx.MockRouter
 ) -> None:
     route = api.get("/rest/v1/processing_jobs").respond(200, json=[])
-    assert await store.last_completed_job(user_id=USER, export_sha256="f" * 64) is None
+    assert await store.last_finished_job(USER) is None
     assert _query(route.calls.last.request) == {
         "user_id": [f"eq.{USER}"],
-        "export_sha256": [f"eq.{'f' * 64}"],
-        "status": ["eq.complete"],
+        "status": ["in.(complete,failed)"],
         "select": ["*"],
         "order": ["completed_at.desc"],
         "limit": ["1"],

@@ -5,17 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from app.config import Settings
-from app.domain import UserSignal
-from app.processors.chunking import chunk_conversation
-from app.processors.export_reader import ExportReader
-from app.processors.extraction import build_extraction_text, signal_batches
 from bench.make_export import write_export
 from tests.process.backends import Backend, LocalBackend, PostgresBackend
 from tests.support import pg
@@ -37,35 +31,6 @@ FAST_JOBS: dict[str, str | float | int] = {
     "fact_extraction_concurrency": CONCURRENCY,
     "anthropic_max_retries": 1,
 }
-
-
-@dataclass(frozen=True)
-class ExportTruth:
-    """What the real reader and chunker make of an export for one user: the ground truth."""
-
-    path: Path
-    chunk_ids: frozenset[str]
-    units: int  # distinct extraction calls a clean run makes (chunk contents + signal batches)
-
-
-def export_truth(path: Path, *, user_id: str) -> ExportTruth:
-    settings = Settings(_env_file=None)
-    ids: set[str] = set()
-    hashes: set[str] = set()
-    signals: list[UserSignal] = []
-    for conversation in ExportReader(path, settings=settings):
-        signals.extend(conversation.signals)
-        for chunk in chunk_conversation(
-            conversation,
-            user_id=user_id,
-            target_tokens=settings.chunk_target_tokens,
-            overlap_tokens=settings.chunk_overlap_tokens,
-            max_message_chars=settings.max_message_chars,
-        ):
-            ids.add(chunk.id)
-            if build_extraction_text(chunk):
-                hashes.add(chunk.content_hash)
-    return ExportTruth(path, frozenset(ids), len(hashes) + len(signal_batches(signals)))
 
 
 @pytest.fixture(scope="session")

@@ -19,11 +19,10 @@ from tests.process.conftest import (
     CONCURRENCY,
     FAST_JOBS,
     SIM_KEY,
-    ExportTruth,
     Services,
-    export_truth,
     wait_until,
 )
+from tests.support.export_truth import ExportTruth, export_truth
 from tests.support.messages_simulator import Simulator
 from tests.support.service_process import ServiceProcess
 
