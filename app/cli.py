@@ -196,11 +196,16 @@ async def _process(settings: Settings, export: Path, *, out: Path, as_json: bool
         return 2 if (job.error_message or "").split(": ")[1:2] == ["BadExport"] else 1
     if not as_json:
         _say(
-            f"complete: {job.conversation_count} conversations, {job.chunk_count} chunks, "
-            f"{job.llm_provider} provider, ${job.cost_usd:.4f}"
+            f"complete: {_count(job.conversation_count, 'conversation')}, "
+            f"{_count(job.chunk_count, 'chunk')}, {job.llm_provider} provider, "
+            f"${job.cost_usd:.4f}"
         )
         _say(f"wrote {', '.join(result.files)} to {result.out_dir}")
     return 0
+
+
+def _count(n: int | None, noun: str) -> str:
+    return f"{n or 0} {noun}{'' if n == 1 else 's'}"
 
 
 def _uuid(value: str, what: str) -> str:

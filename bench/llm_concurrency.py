@@ -27,7 +27,8 @@ from app.adapters.anthropic_llm import AnthropicLLM
 from app.adapters.local_store import LocalStore
 from app.domain import Chunk
 from app.pricing import price_for
-from app.processors.extraction import build_extraction_text, extract_facts
+from app.processors.extraction import extract_facts
+from app.processors.extraction_text import build_extraction_text
 from app.processors.ledger import CostLedger
 from bench.common import (
     OUT_DIR,

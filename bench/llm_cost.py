@@ -38,7 +38,7 @@ from app.pricing import price_for
 from app.processors import prompts
 from app.processors.chunking import chunk_as_configured, chunk_conversation, estimate_tokens
 from app.processors.export_reader import iter_conversations
-from app.processors.extraction import build_extraction_text, signal_batches
+from app.processors.extraction_text import build_extraction_text, signal_batches
 from bench.common import OUT_DIR, USER_ID, bench_settings, ensure_export, machine, quiet_logs
 
 __all__ = ["DesignCost", "earlier_cost", "main", "our_cost"]

@@ -1,16 +1,14 @@
 """extract_facts: one LLM call per uncached chunk, a bounded number in flight, paid once.
 
-What the model sees is `build_extraction_text`: the user's own words, and of the assistant only
-the tail of the turn the user is answering (docs/EXTRACTION.md has the reasons and the numbers).
-Results are cached per (user, chunk content hash, EXTRACTOR_VERSION), so a re-run, or a later
-export that repeats old conversations, makes no call for a chunk already done.
+What the model sees is `build_extraction_text` (extraction_text.py): the user's own words, and of
+the assistant only the tail of the turn the user is answering. Results are cached per (user,
+chunk content hash, EXTRACTOR_VERSION), so a re-run, or a later export that repeats old
+conversations, makes no call for a chunk already done.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import re
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -21,29 +19,18 @@ from app.domain import Chunk, Fact, UserSignal
 from app.errors import AppError, LLMError, LLMFatal, PipelineError
 from app.ports import LLM, ExtractionRequest, LLMCall, Store
 from app.processors.extraction_run import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
+from app.processors.extraction_text import (
+    DEFAULT_ASSISTANT_CONTEXT_CHARS,
+    EXTRACTOR_VERSION,
+    build_extraction_text,
+    signal_batches,
+    signal_key,
+)
 from app.processors.ledger import CostLedger
-from app.processors.prompts import PROMPT_VERSION
 
-__all__ = [
-    "DEFAULT_ASSISTANT_CONTEXT_CHARS",
-    "EXTRACTOR_VERSION",
-    "ExtractionOutcome",
-    "build_extraction_text",
-    "extract_facts",
-    "signal_batches",
-]
+__all__ = ["REORDER_LIMIT", "ExtractionOutcome", "FactSink", "extract_facts"]
 
-# "t2" versions the text layout below (t1 gave context before every user turn, asked or not).
-# Bump it when build_extraction_text changes what it emits; PROMPT_VERSION follows it, so
-# either change invalidates the cache.
-EXTRACTOR_VERSION = f"t2-{PROMPT_VERSION}"
-DEFAULT_ASSISTANT_CONTEXT_CHARS = 200
-# A user turn at least this long stands on its own: no assistant context before it.
-SELF_CONTAINED_USER_CHARS = 400
 STEP = "extract_facts"
-SIGNAL_BATCH_CHARS = 20_000
-_CODE_FENCE = re.compile(r"```([^\n`]*)\n(.*?)```", re.DOTALL)
-_KEEP_CODE_CHARS = 400
 
 # Results that arrived ahead of an earlier one still in flight wait at most this many: past it,
 # no new call starts until the earlier one is in (~2.5 KB a result of 10 facts: ~5 MB).
@@ -70,86 +57,6 @@ class ExtractionOutcome:
     signal_batches: int = 0
     chars_sent: int = 0
     chars_in_chunks: int = 0
-
-
-def _tail(text: str, limit: int) -> str:
-    """The end of an assistant turn, cut at a word boundary: usually the question being answered."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[len(text) - limit :]
-    space = cut.find(" ")
-    return "…" + (cut[space + 1 :] if 0 <= space < 40 else cut)
-
-
-def _fold_code(text: str) -> str:
-    """Long pasted code says little about the person: keep its first lines, note the rest."""
-
-    def fold(match: re.Match[str]) -> str:
-        lang, body = match.group(1).strip(), match.group(2)
-        if len(body) <= _KEEP_CODE_CHARS:
-            return match.group(0)
-        head = body[:_KEEP_CODE_CHARS].rsplit("\n", 1)[0]
-        return f"```{lang}\n{head}\n[… {body.count(chr(10)) + 1} lines of code in all]\n```"
-
-    return _CODE_FENCE.sub(fold, text)
-
-
-def build_extraction_text(
-    chunk: Chunk, *, assistant_context_chars: int = DEFAULT_ASSISTANT_CONTEXT_CHARS
-) -> str:
-    """The text the model reads for this chunk; "" when the chunk has no words of the user's.
-
-    Every user turn, in order, in full (long code blocks folded). Before a short user turn
-    (under SELF_CONTAINED_USER_CHARS), the last `assistant_context_chars` of the assistant turn
-    it answers, marked as context, when that tail asks the user something: "Berlin." means
-    nothing without "Which city are you in?", while a short new request needs no context.
-    A chunk without structured messages is sent as it is.
-    """
-    if not chunk.messages:
-        return chunk.content.strip()
-    lines: list[str] = []
-    previous_assistant = ""
-    for message in chunk.messages:
-        text = message.text.strip()
-        if message.role == "assistant":
-            previous_assistant = text
-            continue
-        if not text:
-            continue
-        short = len(text) < SELF_CONTAINED_USER_CHARS
-        if previous_assistant and assistant_context_chars > 0 and short:
-            context = _tail(previous_assistant, assistant_context_chars)
-            if "?" in context:
-                lines.append(f"Assistant (context): {context}")
-        lines.append(f"User: {_fold_code(text)}")
-        previous_assistant = ""
-    return "\n\n".join(lines)
-
-
-def _signal_key(signals: Sequence[UserSignal]) -> str:
-    digest = hashlib.sha256()
-    for signal in signals:
-        digest.update(f"{signal.kind}\x00{signal.text}\x01".encode())
-    return "signals:" + digest.hexdigest()
-
-
-def signal_batches(signals: Sequence[UserSignal]) -> list[tuple[UserSignal, ...]]:
-    """The signals in order, grouped so no call carries more than ~20k characters of them."""
-    batches: list[tuple[UserSignal, ...]] = []
-    current: list[UserSignal] = []
-    size = 0
-    for signal in signals:
-        if not signal.text.strip():
-            continue
-        if current and size + len(signal.text) > SIGNAL_BATCH_CHARS:
-            batches.append(tuple(current))
-            current, size = [], 0
-        current.append(signal)
-        size += len(signal.text)
-    if current:
-        batches.append(tuple(current))
-    return batches
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +96,7 @@ def _chunk_unit(chunk: Chunk, text: str) -> _Unit:
 def _signal_unit(batch: tuple[UserSignal, ...]) -> _Unit:
     conversations = {s.conversation_id for s in batch if s.conversation_id}
     dates = [s.created_at.date() for s in batch if s.created_at]
-    key = _signal_key(batch)
+    key = signal_key(batch)
     request = ExtractionRequest(
         chunk_id=key,
         conversation_id=next(iter(conversations)) if len(conversations) == 1 else "",

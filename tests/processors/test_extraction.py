@@ -12,11 +12,8 @@ from app.domain import Chunk, Fact, FactCategory, Message, UserSignal
 from app.errors import LLMBadOutput, LLMFatal, LLMRefused, LLMUnavailable, PipelineError
 from app.ports import ExtractionRequest
 from app.pricing import ModelPrice
-from app.processors.extraction import (
-    EXTRACTOR_VERSION,
-    build_extraction_text,
-    extract_facts,
-)
+from app.processors.extraction import extract_facts
+from app.processors.extraction_text import EXTRACTOR_VERSION, build_extraction_text
 from app.processors.ledger import CostLedger
 from app.processors.prompts import PROMPT_VERSION
 from tests.support.fakes import CountingStore, ScriptedLLM

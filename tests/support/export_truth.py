@@ -11,7 +11,7 @@ from app.config import Settings
 from app.domain import UserSignal
 from app.processors.chunking import chunk_as_configured
 from app.processors.export_reader import ExportReader
-from app.processors.extraction import build_extraction_text, signal_batches
+from app.processors.extraction_text import build_extraction_text, signal_batches
 
 __all__ = ["ExportTruth", "export_truth"]
 
