@@ -115,14 +115,6 @@ class Settings(BaseSettings):
             return self.anthropic_api_key is not None
         return self.llm_backend == "anthropic"
 
-    @property
-    def local_db_path(self) -> Path:
-        return self.local_data_dir / "soulprint.db"
-
-    @property
-    def local_storage_dir(self) -> Path:
-        return self.local_data_dir / "storage"
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -117,10 +117,6 @@ class JobRunner:
             await asyncio.gather(*pending, return_exceptions=True)
         log.info("runner.stopped", worker_id=self.worker_id)
 
-    async def run_until_stopped(self) -> None:
-        self.start()
-        await self._stopping.wait()
-
     # --- claiming --------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:

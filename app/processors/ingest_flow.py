@@ -107,6 +107,7 @@ async def _parse(producer: _Producer) -> None:
         stats = producer.result.stats
         producer.ctx.count(
             "chunk_conversations",
+            format=producer.result.export_format,
             conversations=stats.conversations,
             messages=stats.messages,
             chunks=stats.chunks,
@@ -185,6 +186,9 @@ async def _extract(
             facts=outcome.facts_found,
             fact_groups=len(result.book),
             calls=outcome.calls,
+            # What the model was sent against all the chunks' text (docs/EXTRACTION.md).
+            chars_sent=outcome.chars_sent,
+            chars_in_chunks=outcome.chars_in_chunks,
         )
     return outcome
 
