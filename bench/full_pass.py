@@ -21,7 +21,7 @@ from app.adapters.anthropic_llm import AnthropicLLM
 from app.adapters.local_store import LocalStore
 from app.adapters.offline_llm import OfflineLLM
 from app.config import Settings
-from app.domain import Fact, FactCategory, JobStatus, NewJob
+from app.domain import Chunk, Fact, FactCategory, JobStatus, NewJob
 from app.ports import (
     LLM,
     ExtractionRequest,
@@ -33,10 +33,12 @@ from app.ports import (
 )
 from app.pricing import price_for
 from app.processors.context import JobContext
+from app.processors.extraction import ExtractionOutcome, extract_facts
 from app.processors.ingest_flow import ingest_and_extract
 from app.processors.ledger import CostLedger
 from app.processors.pipeline import run_full_pass
-from bench.common import USER_ID
+from bench.common import USER_ID, stream
+from bench.make_export import WORDS
 
 __all__ = ["InstantLLM", "ManyFactsLLM", "make_llm", "run_front_half", "run_job"]
 
@@ -71,41 +73,6 @@ class InstantLLM:
         return None
 
 
-_WORDS = [
-    "garden",
-    "sister",
-    "Lisbon",
-    "budget",
-    "running",
-    "piano",
-    "thesis",
-    "Python",
-    "database",
-    "morning",
-    "weekend",
-    "coffee",
-    "novel",
-    "holiday",
-    "marathon",
-    "daughter",
-    "mortgage",
-    "vegetarian",
-    "guitar",
-    "interview",
-    "promotion",
-    "cycling",
-    "Berlin",
-    "nurse",
-    "teacher",
-    "cats",
-    "climbing",
-    "Spanish",
-    "photography",
-    "startup",
-    "Rust",
-    "sourdough",
-    "chess",
-]
 _CATEGORIES = list(FactCategory)
 
 
@@ -121,7 +88,7 @@ class ManyFactsLLM(OfflineLLM):
         facts = [
             Fact(
                 category=_CATEGORIES[i % len(_CATEGORIES)],
-                text="The user " + " ".join(rng.choice(_WORDS) for _ in range(12)) + ".",
+                text="The user " + " ".join(rng.choice(WORDS) for _ in range(12)) + ".",
             )
             for i in range(self.n)
         ]
@@ -193,3 +160,22 @@ def extract_counts(stats: dict[str, Any]) -> dict[str, Any]:
 async def close_all(llms: Sequence[LLM]) -> None:
     for llm in llms:
         await llm.aclose()
+
+
+async def timed_extraction(
+    chunks: Sequence[Chunk], *, llm: LLM, store: LocalStore, settings: Settings, concurrency: int
+) -> tuple[ExtractionOutcome, CostLedger, float]:
+    """`extract_facts` alone over `chunks` (no signals): its outcome, its ledger, wall seconds."""
+    ledger = CostLedger(price_for(settings), llm.provider, llm.model)
+    started = time.perf_counter()
+    outcome = await extract_facts(
+        stream(chunks),
+        user_id=USER_ID,
+        signals=[],
+        llm=llm,
+        store=store,
+        concurrency=concurrency,
+        max_failure_ratio=settings.extraction_failure_ratio,
+        ledger=ledger,
+    )
+    return outcome, ledger, time.perf_counter() - started

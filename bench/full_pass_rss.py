@@ -32,12 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from app.adapters.local_store import LocalStore
-from app.pricing import price_for
-from app.processors.extraction import extract_facts
-from app.processors.ledger import CostLedger
 from bench.common import (
     OUT_DIR,
-    USER_ID,
     bench_settings,
     ensure_export,
     export_chunks,
@@ -45,9 +41,14 @@ from bench.common import (
     peak_rss_mb,
     quiet_logs,
     simulator_process,
-    stream,
 )
-from bench.full_pass import extract_counts, make_llm, run_front_half, run_job
+from bench.full_pass import (
+    extract_counts,
+    make_llm,
+    run_front_half,
+    run_job,
+    timed_extraction,
+)
 
 __all__ = ["main"]
 
@@ -76,19 +77,9 @@ async def _worker(mode: str, export: Path, llm_kind: str, url: str, concurrency:
             if mode in ("ingest", "together"):
                 return await run_front_half(store, export=export, llm=llm, settings=settings)
             chunks = list(export_chunks(export, settings=settings))
-            ledger = CostLedger(price_for(settings), llm.provider, llm.model)
-            started = time.perf_counter()
-            outcome = await extract_facts(
-                stream(chunks),
-                user_id=USER_ID,
-                signals=[],
-                llm=llm,
-                store=store,
-                concurrency=concurrency,
-                max_failure_ratio=settings.extraction_failure_ratio,
-                ledger=ledger,
+            outcome, _, wall = await timed_extraction(
+                chunks, llm=llm, store=store, settings=settings, concurrency=concurrency
             )
-            wall = time.perf_counter() - started
             return {"wall_s": round(wall, 2), "chunks": len(chunks), "calls": outcome.calls}
         finally:
             await llm.aclose()

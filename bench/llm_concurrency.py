@@ -26,13 +26,9 @@ from typing import Any
 from app.adapters.anthropic_llm import AnthropicLLM
 from app.adapters.local_store import LocalStore
 from app.domain import Chunk
-from app.pricing import price_for
-from app.processors.extraction import extract_facts
 from app.processors.extraction_text import build_extraction_text
-from app.processors.ledger import CostLedger
 from bench.common import (
     OUT_DIR,
-    USER_ID,
     bench_settings,
     ensure_export,
     export_chunks,
@@ -40,8 +36,8 @@ from bench.common import (
     quiet_logs,
     sim_ledger,
     simulator_process,
-    stream,
 )
+from bench.full_pass import timed_extraction
 
 __all__ = ["main", "pick_chunks", "run_once"]
 
@@ -82,20 +78,10 @@ async def run_once(
         )
         llm = AnthropicLLM.from_settings(settings)
         store = LocalStore(Path(data_dir))
-        ledger = CostLedger(price_for(settings), llm.provider, llm.model)
         try:
-            started = time.perf_counter()
-            outcome = await extract_facts(
-                stream(chunks),
-                user_id=USER_ID,
-                signals=[],
-                llm=llm,
-                store=store,
-                concurrency=concurrency,
-                max_failure_ratio=settings.extraction_failure_ratio,
-                ledger=ledger,
+            outcome, ledger, wall = await timed_extraction(
+                chunks, llm=llm, store=store, settings=settings, concurrency=concurrency
             )
-            wall = time.perf_counter() - started
         finally:
             await llm.aclose()
             await store.aclose()

@@ -21,7 +21,7 @@ from typing import Any
 
 __all__ = ["generate_conversation", "write_export"]
 
-_WORDS = [
+WORDS = [
     "the",
     "a",
     "to",
@@ -93,7 +93,7 @@ _WORDS = [
 
 
 def _sentence(rng: random.Random) -> str:
-    words = [rng.choice(_WORDS) for _ in range(rng.randint(6, 18))]
+    words = [rng.choice(WORDS) for _ in range(rng.randint(6, 18))]
     return " ".join(words).capitalize() + rng.choice(".?!.")
 
 
