@@ -107,15 +107,10 @@ def _assert_exact_chunks(db: Path, truth: ExportTruth) -> None:
     assert positions == []
 
 
-@pytest.fixture
-def truth(small_export: Path) -> ExportTruth:
-    return export_truth(small_export, user_id=USER_ID)
-
-
-def test_kill_9_mid_extraction_resumes_with_exact_chunks(
-    tmp_path: Path, services: Services, simulator: Simulator, truth: ExportTruth
-) -> None:
-    data_dir = tmp_path / "data"
+def _start_mid_extraction(
+    data_dir: Path, services: Services, simulator: Simulator, truth: ExportTruth
+) -> tuple[ServiceProcess, str]:
+    """Seed the store, start the service, POST the job; return once results are being cached."""
     db = data_dir / "soulprint.db"
     _seed(data_dir, truth.path)
     first = services.start("serve", **_settings(data_dir, simulator))
@@ -126,14 +121,14 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
         what="extraction with a cache",
         context=lambda: (_job(db, job_id), _cached(db), first.tail(5)),
     )
-    assert first.kill() == -9
-    crashed = _job(db, job_id)
-    cached_at_crash = _cached(db)
-    calls_before = simulator.ledger()["by_task"].get("extract_facts", 0)
-    # A crash releases nothing: the row still names the dead process until its lease expires.
-    assert crashed["status"] == "running"
-    assert crashed["lease_owner"] is not None
+    return first, job_id
 
+
+def _restart_to_completion(
+    data_dir: Path, services: Services, simulator: Simulator, job_id: str
+) -> ServiceProcess:
+    """Start a new service on the same store and wait until it has completed the job."""
+    db = data_dir / "soulprint.db"
     second = services.start("serve", **_settings(data_dir, simulator))
     wait_until(
         lambda: _job(db, job_id)["status"] == "complete",
@@ -142,6 +137,29 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
         context=lambda: (_job(db, job_id), second.tail(5)),
     )
     second.terminate()
+    return second
+
+
+@pytest.fixture
+def truth(small_export: Path) -> ExportTruth:
+    return export_truth(small_export, user_id=USER_ID)
+
+
+def test_kill_9_mid_extraction_resumes_with_exact_chunks(
+    tmp_path: Path, services: Services, simulator: Simulator, truth: ExportTruth
+) -> None:
+    data_dir = tmp_path / "data"
+    db = data_dir / "soulprint.db"
+    first, job_id = _start_mid_extraction(data_dir, services, simulator, truth)
+    assert first.kill() == -9
+    crashed = _job(db, job_id)
+    cached_at_crash = _cached(db)
+    calls_before = simulator.ledger()["by_task"].get("extract_facts", 0)
+    # A crash releases nothing: the row still names the dead process until its lease expires.
+    assert crashed["status"] == "running"
+    assert crashed["lease_owner"] is not None
+
+    second = _restart_to_completion(data_dir, services, simulator, job_id)
 
     done, profile = _job(db, job_id), _profile(db)
     assert done["attempts"] == 2  # the crashed attempt counts; it was not a clean release
@@ -167,15 +185,7 @@ def test_sigterm_mid_extraction_releases_then_completes(
 ) -> None:
     data_dir = tmp_path / "data"
     db = data_dir / "soulprint.db"
-    _seed(data_dir, truth.path)
-    first = services.start("serve", **_settings(data_dir, simulator))
-    job_id = _post_job(first)
-    wait_until(
-        lambda: _mid_extraction(db, job_id),
-        timeout=30,
-        what="extraction with a cache",
-        context=lambda: (_job(db, job_id), _cached(db), first.tail(5)),
-    )
+    first, job_id = _start_mid_extraction(data_dir, services, simulator, truth)
     # uvicorn re-raises the SIGTERM it handled once the lifespan has ended cleanly.
     assert first.terminate() in (0, -15)
     assert first.events("service.stopped")
@@ -195,14 +205,7 @@ def test_sigterm_mid_extraction_releases_then_completes(
     # Everything finished before the shutdown reached the cache: nothing done is paid twice.
     assert _cached(db) >= calls_before - CONCURRENCY
 
-    second = services.start("serve", **_settings(data_dir, simulator))
-    wait_until(
-        lambda: _job(db, job_id)["status"] == "complete",
-        timeout=60,
-        what="completion",
-        context=lambda: (_job(db, job_id), second.tail(5)),
-    )
-    second.terminate()
+    _restart_to_completion(data_dir, services, simulator, job_id)
     done = _job(db, job_id)
     assert done["attempts"] == 1
     assert _profile(db)["full_pass_status"] == "complete"
