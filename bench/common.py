@@ -32,8 +32,8 @@ import tests.support.messages_simulator as messages_simulator
 from app.config import Settings
 from app.domain import Chunk
 from app.logging import configure_logging
-from app.processors.chunking import chunk_conversation
-from app.processors.export_reader import iter_conversations
+from app.processors.reading.chunking import chunk_conversation
+from app.processors.reading.export_reader import iter_conversations
 from bench.make_export import write_export
 from bench.simulator import parse_config
 

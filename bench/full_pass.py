@@ -33,7 +33,7 @@ from app.ports import (
 )
 from app.pricing import price_for
 from app.processors.context import JobContext
-from app.processors.extraction import ExtractionOutcome, extract_facts
+from app.processors.extraction.stage import ExtractionOutcome, extract_facts
 from app.processors.ingest_flow import ingest_and_extract
 from app.processors.ledger import CostLedger
 from app.processors.pipeline import run_full_pass

@@ -69,10 +69,10 @@ async def _ingest(path: Path) -> dict[str, Any]:
     overlaps anyway. So this measures the work itself, in sequence."""
     from app.adapters.local_store import LocalStore
     from app.config import Settings
-    from app.processors.chunking import chunk_as_configured
-    from app.processors.export_reader import ExportReader
-    from app.processors.ingest_stats import IngestStats
-    from app.processors.v2_sample import V2Sampler
+    from app.processors.reading.chunking import chunk_as_configured
+    from app.processors.reading.export_reader import ExportReader
+    from app.processors.reading.ingest_stats import IngestStats
+    from app.processors.reading.v2_sample import V2Sampler
 
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     stats = IngestStats()
@@ -98,7 +98,7 @@ async def _ingest(path: Path) -> dict[str, Any]:
 def _worker(mode: str, path: Path) -> dict[str, Any]:
     # Import the service's modules before the clock starts: a one-off cost, not ingest.
     import app.adapters.local_store
-    import app.processors.export_reader  # noqa: F401
+    import app.processors.reading.export_reader  # noqa: F401
 
     started = time.perf_counter()
     cpu_started = time.process_time()

@@ -26,7 +26,7 @@ from typing import Any
 from app.adapters.anthropic_llm import AnthropicLLM
 from app.adapters.local_store import LocalStore
 from app.domain import Chunk
-from app.processors.extraction_text import build_extraction_text
+from app.processors.extraction.text import build_extraction_text
 from bench.common import (
     OUT_DIR,
     bench_settings,

@@ -2,7 +2,7 @@
 
     python -m bench.llm_cost [--size-mb 100 | --path EXPORT] [--output-tokens 250] [--quick]
 
-No API call: every figure is an estimate, by `app.processors.chunking.estimate_tokens`
+No API call: every figure is an estimate, by `app.processors.reading.chunking.estimate_tokens`
 (ceil(UTF-8 bytes / 4)) applied the same way to both designs in the same run.
 
 - **Ours**: the export read and chunked as an import does (defaults: 1,500-token chunks, no
@@ -36,9 +36,9 @@ from app.domain import UserSignal
 from app.ports import ExtractionRequest
 from app.pricing import price_for
 from app.processors import prompts
-from app.processors.chunking import chunk_as_configured, chunk_conversation, estimate_tokens
-from app.processors.export_reader import iter_conversations
-from app.processors.extraction_text import build_extraction_text, signal_batches
+from app.processors.extraction.text import build_extraction_text, signal_batches
+from app.processors.reading.chunking import chunk_as_configured, chunk_conversation, estimate_tokens
+from app.processors.reading.export_reader import iter_conversations
 from bench.common import OUT_DIR, USER_ID, bench_settings, ensure_export, machine, quiet_logs
 
 __all__ = ["DesignCost", "earlier_cost", "main", "our_cost"]

@@ -26,9 +26,9 @@ from typing import Any
 
 from app.adapters.local_store import LocalStore
 from app.domain import UserSignal
-from app.processors.chunking import chunk_as_configured
-from app.processors.export_reader import iter_conversations
-from app.processors.extraction_text import build_extraction_text, signal_batches
+from app.processors.extraction.text import build_extraction_text, signal_batches
+from app.processors.reading.chunking import chunk_as_configured
+from app.processors.reading.export_reader import iter_conversations
 from bench.common import (
     OUT_DIR,
     USER_ID,

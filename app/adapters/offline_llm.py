@@ -27,8 +27,8 @@ from app.ports import (
     ReduceRequest,
     SectionsRequest,
 )
-from app.processors.memory import render_memory
-from app.processors.regenerate import derive_ai_name
+from app.processors.composing.memory import render_memory
+from app.processors.composing.sections import derive_ai_name
 from app.sections import NO_DATA
 
 __all__ = ["OFFLINE_MEMORY_NOTE", "OfflineLLM"]

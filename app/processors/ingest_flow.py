@@ -18,14 +18,14 @@ from pathlib import Path
 import structlog
 
 from app.domain import Chunk, UserSignal
-from app.processors.chunking import chunk_as_configured
-from app.processors.consolidation import FactBook
+from app.processors.composing.consolidation import FactBook
 from app.processors.context import JobContext, StepFailed
-from app.processors.export_reader import ExportReader
-from app.processors.extraction import ExtractionOutcome, extract_facts
-from app.processors.ingest_stats import IngestStats
+from app.processors.extraction.stage import ExtractionOutcome, extract_facts
 from app.processors.ledger import CostLedger
-from app.processors.v2_sample import V2Sampler
+from app.processors.reading.chunking import chunk_as_configured
+from app.processors.reading.export_reader import ExportReader
+from app.processors.reading.ingest_stats import IngestStats
+from app.processors.reading.v2_sample import V2Sampler
 
 __all__ = ["IngestResult", "ingest_and_extract"]
 

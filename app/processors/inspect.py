@@ -18,10 +18,10 @@ from typing import Any
 
 from app.config import Settings
 from app.pricing import price_for
-from app.processors.chunking import chunk_as_configured, estimate_tokens
-from app.processors.export_reader import ExportReader
-from app.processors.ingest_stats import IngestStats
-from app.processors.v2_sample import V2Sampler
+from app.processors.reading.chunking import chunk_as_configured, estimate_tokens
+from app.processors.reading.export_reader import ExportReader
+from app.processors.reading.ingest_stats import IngestStats
+from app.processors.reading.v2_sample import V2Sampler
 
 __all__ = [
     "EXTRACTION_OUTPUT_TOKENS",

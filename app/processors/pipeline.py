@@ -19,12 +19,16 @@ import structlog
 from app.domain import PIPELINE_VERSION, FullPassStatus, Job, JobStatus
 from app.errors import LLMFatal
 from app.pricing import price_for_llm
+from app.processors.composing.memory import generate_memory
+from app.processors.composing.reduce import reduce_facts
+from app.processors.composing.sections import (
+    regenerate_sections,
+    render_soulprint_text,
+    section_columns,
+)
 from app.processors.context import JobContext, Pipeline
 from app.processors.ingest_flow import IngestResult, ingest_and_extract
 from app.processors.ledger import CostLedger
-from app.processors.memory import generate_memory
-from app.processors.reduce import reduce_facts
-from app.processors.regenerate import regenerate_sections, render_soulprint_text, section_columns
 from app.sections import SectionSet
 
 __all__ = ["PIPELINES", "run_full_pass"]

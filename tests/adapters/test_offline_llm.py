@@ -5,7 +5,7 @@ from datetime import date
 from app.adapters.offline_llm import OFFLINE_MEMORY_NOTE, OfflineLLM
 from app.domain import Fact, FactCategory, UserSignal
 from app.ports import LLM, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
-from app.processors.memory import memory_problems
+from app.processors.composing.memory import memory_problems
 from app.sections import GENERIC_AI_NAMES, SectionSet
 
 C = FactCategory

@@ -10,11 +10,11 @@ import pytest
 
 from app.config import Settings
 from app.domain import Conversation, Message
-from app.processors.chunking import CHUNK_NAMESPACE, chunk_conversation, estimate_tokens
-from app.processors.export_reader import iter_conversations
-from app.processors.ingest_stats import IngestStats
 from app.processors.inspect import inspect_export
-from app.processors.v2_sample import V2Sampler, richness
+from app.processors.reading.chunking import CHUNK_NAMESPACE, chunk_conversation, estimate_tokens
+from app.processors.reading.export_reader import iter_conversations
+from app.processors.reading.ingest_stats import IngestStats
+from app.processors.reading.v2_sample import V2Sampler, richness
 from tests.processors.samples import EXPECTED, sample
 
 T0 = datetime(2024, 3, 5, 12, 0, tzinfo=UTC)

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import date
 
 from app.domain import Fact, FactCategory
-from app.processors.consolidation import consolidate, normalise_text
+from app.processors.composing.consolidation import consolidate, normalise_text
 
 C = FactCategory
 
@@ -96,7 +96,7 @@ def test_normalise_text() -> None:
 
 
 def test_a_sentence_ending_inside_its_quote_gets_no_extra_full_stop() -> None:
-    from app.processors.consolidation import normalise_text
+    from app.processors.composing.consolidation import normalise_text
 
     assert normalise_text('The user wrote: "No emoji, please."') == (
         'The user wrote: "No emoji, please."'

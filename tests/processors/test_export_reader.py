@@ -10,7 +10,7 @@ import pytest
 
 from app.config import Settings
 from app.errors import BadExport
-from app.processors.export_reader import ExportReader, iter_conversations
+from app.processors.reading.export_reader import ExportReader, iter_conversations
 from tests.processors.samples import EXPECTED, sample
 from tests.support.make_bad_exports import BadCase, make_bad_exports
 

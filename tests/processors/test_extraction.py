@@ -12,8 +12,8 @@ from app.domain import Chunk, Fact, FactCategory, Message, UserSignal
 from app.errors import LLMBadOutput, LLMFatal, LLMRefused, LLMUnavailable, PipelineError
 from app.ports import ExtractionRequest
 from app.pricing import ModelPrice
-from app.processors.extraction import extract_facts
-from app.processors.extraction_text import EXTRACTOR_VERSION, build_extraction_text
+from app.processors.extraction.stage import extract_facts
+from app.processors.extraction.text import EXTRACTOR_VERSION, build_extraction_text
 from app.processors.ledger import CostLedger
 from app.processors.prompts import PROMPT_VERSION
 from tests.support.fakes import CountingStore, ScriptedLLM
@@ -311,7 +311,7 @@ async def test_results_wait_for_a_slow_earlier_call_only_up_to_a_bound(
 ) -> None:
     """Facts go to the sink in stream order; behind a slow call, at most REORDER_LIMIT results
     wait before new calls stop starting — memory stays bounded while one call hangs."""
-    monkeypatch.setattr("app.processors.extraction.REORDER_LIMIT", 5)
+    monkeypatch.setattr("app.processors.extraction.stage.REORDER_LIMIT", 5)
     release = asyncio.Event()
     started_while_held: list[str] = []
 

@@ -13,10 +13,10 @@ from typing import Any
 from app.domain import Chunk, Fact, FactCategory, Message
 from app.ports import LLMReply
 from app.pricing import ModelPrice
-from app.processors.consolidation import MAX_SOURCES, FactBook, consolidate
-from app.processors.extraction import extract_facts
+from app.processors.composing.consolidation import MAX_SOURCES, FactBook, consolidate
+from app.processors.composing.reduce import priority_cut
+from app.processors.extraction.stage import extract_facts
 from app.processors.ledger import CostLedger
-from app.processors.reduce import priority_cut
 from tests.support.fakes import CountingStore, ScriptedLLM
 
 C = FactCategory

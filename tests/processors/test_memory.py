@@ -8,9 +8,9 @@ from app.domain import Fact, FactCategory
 from app.errors import LLMFatal, LLMUnavailable
 from app.ports import MemoryRequest
 from app.pricing import ModelPrice
-from app.processors.consolidation import ConsolidatedFact
+from app.processors.composing.consolidation import ConsolidatedFact
+from app.processors.composing.memory import generate_memory, memory_problems, render_memory
 from app.processors.ledger import CostLedger
-from app.processors.memory import generate_memory, memory_problems, render_memory
 from app.processors.prompts import EMPTY_CATEGORY_LINE
 from tests.support.fakes import ScriptedLLM
 

@@ -8,9 +8,9 @@ from app.domain import FactCategory
 from app.errors import LLMBadOutput, LLMFatal, LLMUnavailable
 from app.ports import ReduceRequest
 from app.pricing import ModelPrice
-from app.processors.consolidation import ConsolidatedFact
+from app.processors.composing.consolidation import ConsolidatedFact
+from app.processors.composing.reduce import fact_tokens, priority_cut, reduce_facts
 from app.processors.ledger import CostLedger
-from app.processors.reduce import fact_tokens, priority_cut, reduce_facts
 from tests.support.fakes import ScriptedLLM
 
 PRICE = ModelPrice(input=1.0, output=5.0, cache_write=1.25, cache_read=0.1)

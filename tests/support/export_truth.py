@@ -9,9 +9,9 @@ from pathlib import Path
 
 from app.config import Settings
 from app.domain import UserSignal
-from app.processors.chunking import chunk_as_configured
-from app.processors.export_reader import ExportReader
-from app.processors.extraction_text import build_extraction_text, signal_batches
+from app.processors.extraction.text import build_extraction_text, signal_batches
+from app.processors.reading.chunking import chunk_as_configured
+from app.processors.reading.export_reader import ExportReader
 
 __all__ = ["ExportTruth", "export_truth"]
 

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from app.domain import Conversation, Message, Role, SignalKind, UserSignal
-from app.processors.text import SkipConversation, parse_time, visible_text
+from app.processors.reading.text import SkipConversation, parse_time, visible_text
 
 __all__ = ["normalise_chatgpt"]
 

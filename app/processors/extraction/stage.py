@@ -18,8 +18,8 @@ import structlog
 from app.domain import Chunk, Fact, UserSignal
 from app.errors import AppError, LLMError, LLMFatal, PipelineError
 from app.ports import LLM, ExtractionRequest, LLMCall, Store
-from app.processors.extraction_run import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
-from app.processors.extraction_text import (
+from app.processors.extraction.scheduling import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
+from app.processors.extraction.text import (
     DEFAULT_ASSISTANT_CONTEXT_CHARS,
     EXTRACTOR_VERSION,
     build_extraction_text,

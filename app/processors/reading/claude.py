@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.domain import Conversation, Message, Role
-from app.processors.text import SkipConversation, parse_time, visible_text
+from app.processors.reading.text import SkipConversation, parse_time, visible_text
 
 __all__ = ["normalise_claude"]
 

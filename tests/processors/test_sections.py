@@ -7,14 +7,14 @@ import pytest
 
 from app.errors import LLMBadOutput
 from app.pricing import ModelPrice
-from app.processors.ledger import CostLedger
-from app.processors.regenerate import (
+from app.processors.composing.sections import (
     AI_NAMES,
     derive_ai_name,
     regenerate_sections,
     render_soulprint_text,
     section_columns,
 )
+from app.processors.ledger import CostLedger
 from app.sections import NO_DATA, SectionSet
 
 PRICE = ModelPrice(input=1.0, output=5.0, cache_write=1.25, cache_read=0.1)

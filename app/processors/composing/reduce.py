@@ -23,7 +23,7 @@ import structlog
 from app.domain import FactCategory
 from app.errors import LLMError, LLMFatal
 from app.ports import LLM, ReduceRequest
-from app.processors.consolidation import ConsolidatedFact, normalise_text
+from app.processors.composing.consolidation import ConsolidatedFact, normalise_text
 from app.processors.ledger import CostLedger
 
 __all__ = ["ReduceOutcome", "fact_tokens", "priority_cut", "reduce_facts"]

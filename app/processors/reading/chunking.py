@@ -20,7 +20,7 @@ from datetime import datetime
 
 from app.config import Settings
 from app.domain import Chunk, Conversation, Message
-from app.processors.text import estimate_tokens, truncate_middle
+from app.processors.reading.text import estimate_tokens, truncate_middle
 
 __all__ = [
     "CHUNK_NAMESPACE",

@@ -18,7 +18,7 @@ import structlog
 from app.domain import Fact, FactCategory
 from app.errors import LLMError, LLMFatal
 from app.ports import LLM, MemoryRequest
-from app.processors.consolidation import ConsolidatedFact
+from app.processors.composing.consolidation import ConsolidatedFact
 from app.processors.ledger import CostLedger
 from app.processors.prompts import EMPTY_CATEGORY_LINE
 

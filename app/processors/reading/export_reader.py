@@ -27,10 +27,15 @@ import structlog
 from app.config import Settings
 from app.domain import Conversation
 from app.errors import BadExport
-from app.processors.chatgpt import normalise_chatgpt
-from app.processors.claude import normalise_claude
-from app.processors.export_source import Container, GuardedReader, detect_container, open_members
-from app.processors.text import SkipConversation
+from app.processors.reading.chatgpt import normalise_chatgpt
+from app.processors.reading.claude import normalise_claude
+from app.processors.reading.export_source import (
+    Container,
+    GuardedReader,
+    detect_container,
+    open_members,
+)
+from app.processors.reading.text import SkipConversation
 
 __all__ = ["ExportFormat", "ExportReader", "iter_conversations"]
 
