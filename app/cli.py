@@ -142,10 +142,10 @@ def _serve(settings: Settings, *, host: str, port: int) -> int:
 
 
 async def _worker(settings: Settings) -> int:
-    from app.main import build_llm, build_runner, build_store, check_settings
+    from app.main import build_guarded_llm, build_runner, build_store, check_settings
 
     check_settings(settings, serving=False)
-    store, llm = build_store(settings), build_llm(settings)
+    store, llm = build_store(settings), build_guarded_llm(settings)
     async with httpx.AsyncClient(timeout=10.0) as http:
         runner = build_runner(settings, store=store, llm=llm, http=http)
         stop = asyncio.Event()

@@ -80,7 +80,13 @@ class Settings(BaseSettings):
     poll_seconds: float = Field(default=2.0, gt=0)
     max_attempts: int = Field(default=3, ge=1, le=20)
     retry_backoff_seconds: float = Field(default=60, ge=0)
-    job_timeout_seconds: float = Field(default=6 * 3600, gt=0)
+    # A job whose progress stands still this long (waiting for the provider excluded) fails
+    # that attempt as stalled. Not a limit on a pass's length: a 1 GB pass runs for hours.
+    job_stall_seconds: float = Field(default=30 * 60, gt=0)
+    # The provider breaker's probes while it is open: first after this, doubling up to the max
+    # (never sooner than the provider's retry-after).
+    llm_probe_initial_seconds: float = Field(default=5.0, gt=0)
+    llm_probe_max_seconds: float = Field(default=60.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20, ge=0, le=290)
     alert_webhook: SecretStr | None = None
 

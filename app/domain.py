@@ -185,6 +185,9 @@ class Job:
     current_step: str | None = None
     progress: int = 0
     error_message: str | None = None
+    # What the job is doing in words when that is not obvious from the step: waiting for the
+    # provider, queued for a retry and why, v2 skipped and why.
+    note: str | None = None
     conversation_count: int | None = None
     message_count: int | None = None
     chunk_count: int | None = None

@@ -12,7 +12,7 @@ __all__ = [
     "ExportNotFound",
     "JobConflict",
     "JobNotFound",
-    "JobTimedOut",
+    "JobStalled",
     "LLMBadOutput",
     "LLMError",
     "LLMFatal",
@@ -121,10 +121,14 @@ class BadExport(PipelineError):
     code = "bad_export"
 
 
-class JobTimedOut(PipelineError):
-    """The job ran past JOB_TIMEOUT_SECONDS; retrying the same work would time out again."""
+class JobStalled(PipelineError):
+    """The job made no progress for JOB_STALL_SECONDS (time waiting for the provider excluded).
 
-    code = "job_timed_out"
+    Only this attempt fails: a hung connection or a wedged worker may not recur, so the job is
+    retried like any other transient failure.
+    """
+
+    code = "job_stalled"
 
 
 class AttemptsExhausted(PipelineError):
@@ -142,16 +146,36 @@ class LLMError(AppError):
 
 
 class LLMUnavailable(LLMError):
-    """Rate limits, overload, timeouts or 5xx that outlasted the SDK's own retries."""
+    """Rate limits, overload, timeouts, 5xx or no connection that outlasted the SDK's retries.
+
+    `reason` says which in words people read ("rate limited", "overloaded", "server error",
+    "timed out", "cannot connect"); the provider breaker waits these out instead of failing.
+    `retry_after` is the provider's own hint in seconds, when it gave one.
+    """
 
     status_code = 503
     code = "llm_unavailable"
 
+    def __init__(
+        self, message: str, *, reason: str = "unavailable", retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
 
 class LLMFatal(LLMError):
-    """An error that will not go away by retrying: bad key, no credit, unknown model."""
+    """An error that will not go away by retrying: rejected key, no credit, unknown model.
+
+    `reason` in words: "rejected key", "no credit", "model not allowed", "unknown model",
+    "not configured".
+    """
 
     code = "llm_fatal"
+
+    def __init__(self, message: str, *, reason: str = "rejected request") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class LLMBadOutput(LLMError):

@@ -1,13 +1,18 @@
 """The worker loop: claim due jobs, hold their lease by heartbeat, run the pipeline, finish.
 
-A job's life is exact under restarts:
+A job's life is exact under restarts and outages:
 - a deploy (SIGTERM) stops claiming, lets running work finish within the grace period, then
   releases the lease — the job goes back to the queue, the attempt is not counted, the profile stays
   `processing`;
 - a crash leaves the lease to expire; any runner (this one restarted, or another instance) takes it;
+- the provider being unavailable is not a failure: while the breaker (app/breaker.py) is open no
+  job is claimed, running jobs wait with their lease renewed and a note saying so, and go on;
+- a job whose progress stands still for JOB_STALL_SECONDS (waiting for the provider excluded)
+  fails that attempt as stalled; a long, healthy pass is never cut for being long;
 - a real failure counts an attempt and is retried after a backoff, unless it cannot succeed by
   retrying (a bad export, a rejected key); after the last attempt the job is failed for good, the
-  profile says why, and the alert webhook is told.
+  profile says why, an import's uncommitted chunk rows are rolled back, and the alert webhook is
+  told.
 """
 
 from __future__ import annotations
@@ -19,11 +24,13 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import structlog
 
 from app.alerts import Alerter
+from app.breaker import Outage, ProviderBreaker
 from app.config import Settings
 from app.domain import FullPassStatus, Job, JobStatus
 from app.errors import (
@@ -32,7 +39,7 @@ from app.errors import (
     BadExport,
     ConfigError,
     ExportNotFound,
-    JobTimedOut,
+    JobStalled,
     LLMFatal,
     LLMRefused,
     ProfileNotFound,
@@ -55,15 +62,25 @@ _PERMANENT = (
     LLMFatal,
     LLMRefused,
     ConfigError,
-    JobTimedOut,
     AttemptsExhausted,
 )
 
 
 def failure_message(step: str | None, error: BaseException) -> str:
-    """`"<step>: <ErrorType>: <message>"`, at most 500 characters (DESIGN §3)."""
-    detail = error.message if isinstance(error, AppError) else str(error)
-    text = f"{step or 'unknown'}: {type(error).__name__}: {detail or 'no detail'}"
+    """`"<step>: <ErrorType>: <message>"`, at most 500 characters (DESIGN §3), for people.
+
+    An error we did not expect (a bug, a library's own exception) is not shown as Python text:
+    its type and traceback go to the logs (`job.unexpected_error`), the person reads what to do.
+    """
+    if isinstance(error, AppError):
+        kind, detail = type(error).__name__, error.message
+    else:
+        kind = "InternalError"
+        detail = (
+            "the service hit an unexpected error in this step (logged with this job's id); "
+            "retry the job, and report it if it fails the same way again"
+        )
+    text = f"{step or 'unknown'}: {kind}: {detail or 'no detail'}"
     return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
 
 
@@ -72,6 +89,16 @@ def is_permanent(error: BaseException) -> bool:
     if isinstance(error, _PERMANENT):
         return True
     return isinstance(error, StoreError) and not isinstance(error, StoreUnavailable)
+
+
+@dataclass
+class _Running:
+    """A job this runner holds, with why its work may be cancelled from outside."""
+
+    job: Job
+    ctx: JobContext
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    stalled: str | None = None  # the step it stalled in
 
 
 class JobRunner:
@@ -84,16 +111,22 @@ class JobRunner:
         pipelines: Mapping[str, Pipeline],
         alerter: Alerter,
         worker_id: str | None = None,
+        breaker: ProviderBreaker | None = None,
     ) -> None:
         self.store = store
         self.llm = llm
         self.settings = settings
         self.pipelines = pipelines
         self.alerter = alerter
+        self.breaker = breaker
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
+        self._held: dict[str, _Running] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._paused = False
+        if breaker is not None:
+            breaker.subscribe(self._on_provider_change)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -119,10 +152,17 @@ class JobRunner:
 
     # --- claiming --------------------------------------------------------------------------
 
+    def _provider_down(self) -> bool:
+        down = self.breaker is not None and self.breaker.state == "open"
+        if down != self._paused:
+            self._paused = down
+            log.info("runner.claiming_paused" if down else "runner.claiming_resumed")
+        return down
+
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = False
-            if len(self._running) < self.settings.max_concurrent_jobs:
+            if not self._provider_down() and len(self._running) < self.settings.max_concurrent_jobs:
                 claimed = await self._claim_one()
             if not claimed:
                 with contextlib.suppress(TimeoutError):
@@ -149,19 +189,28 @@ class JobRunner:
         with structlog.contextvars.bound_contextvars(job_id=job.id, user_id=job.user_id):
             log.info("job.claimed", attempt=job.attempts, max_attempts=job.max_attempts)
             started = time.monotonic()
-            ctx = JobContext(job=job, store=self.store, llm=self.llm, settings=self.settings)
-            lease_lost = asyncio.Event()
+            ctx = JobContext(
+                job=job,
+                store=self.store,
+                llm=self.llm,
+                settings=self.settings,
+                alerter=self.alerter,
+            )
+            held = self._held[job.id] = _Running(job, ctx)
             work = asyncio.create_task(self._work(job, ctx))
-            heartbeat = asyncio.create_task(self._heartbeat(job, work, lease_lost))
+            heartbeat = asyncio.create_task(self._heartbeat(held, work))
             outcome = "released"
             METRICS.jobs_in_flight.inc()
             try:
                 await work
             except asyncio.CancelledError:
-                if lease_lost.is_set():
+                if held.lease_lost.is_set():
                     # Another worker took the job over (our lease expired): hands off.
                     outcome = "lease_lost"
                     log.warning("job.lease_lost")
+                    return
+                if held.stalled is not None and not self._stopping.is_set():
+                    outcome = await self._fail(job, ctx, self._stall_error(held.stalled))
                     return
                 work.cancel()
                 await self._release(job)
@@ -172,12 +221,23 @@ class JobRunner:
                 await self._finish(job, JobStatus.COMPLETE)
                 outcome = "complete"
             finally:
+                self._held.pop(job.id, None)
                 heartbeat.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await heartbeat
                 METRICS.jobs_in_flight.dec()
                 METRICS.jobs_finished.labels(outcome=outcome).inc()
                 await self._summarise(job.id, outcome, ctx, time.monotonic() - started)
+
+    def _stall_error(self, step: str) -> StepFailed:
+        minutes = self.settings.job_stall_seconds / 60
+        return StepFailed(
+            step,
+            JobStalled(
+                f"stalled in {step}: no progress for {minutes:g} min (JOB_STALL_SECONDS); "
+                "this attempt was stopped and the job will be retried"
+            ),
+        )
 
     async def _summarise(self, job_id: str, outcome: str, ctx: JobContext, seconds: float) -> None:
         """The job's canonical line: one event that tells its whole story, from its row."""
@@ -234,34 +294,43 @@ class JobRunner:
                 "full_pass_error": None,
             },
         )
-        try:
-            async with asyncio.timeout(self.settings.job_timeout_seconds):
-                await pipeline(job, ctx)
-        except TimeoutError as exc:
-            step = ctx.current_step or "unknown"
-            limit = self.settings.job_timeout_seconds
-            raise StepFailed(step, JobTimedOut(f"timed out in {step} after {limit:g} s")) from exc
+        await pipeline(job, ctx)
 
-    async def _heartbeat(
-        self, job: Job, work: asyncio.Task[None], lease_lost: asyncio.Event
-    ) -> None:
-        """Renew the lease on its own clock, however long a step or an LLM call takes."""
+    async def _heartbeat(self, held: _Running, work: asyncio.Task[None]) -> None:
+        """Renew the lease on its own clock, however long a step or an LLM call takes; and watch
+        for a stall (no progress for JOB_STALL_SECONDS while the provider is answering)."""
         interval = self.settings.heartbeat_seconds
+        ctx = held.ctx
         while not work.done():
             await asyncio.sleep(interval)
+            if self._provider_down():
+                ctx.pulse()  # waiting for the provider is not standing still
+            elif ctx.idle_seconds() > self.settings.job_stall_seconds:
+                held.stalled = ctx.current_step or "download_conversations"
+                log.error("job.stalled", step=held.stalled, idle_s=round(ctx.idle_seconds()))
+                work.cancel()
+                return
             try:
-                held = await self.store.renew_lease(
-                    job_id=job.id,
+                renewed = await self.store.renew_lease(
+                    job_id=held.job.id,
                     worker_id=self.worker_id,
                     lease_seconds=self.settings.lease_seconds,
                 )
             except AppError as exc:
                 log.warning("job.heartbeat_failed", error_type=type(exc).__name__)
                 continue
-            if not held:
-                lease_lost.set()
+            if not renewed:
+                held.lease_lost.set()
                 work.cancel()
                 return
+
+    async def _on_provider_change(self, outage: Outage | None) -> None:
+        """Once per outage: the alert, and a note on every job this runner holds."""
+        if outage is not None:
+            await self.alerter.provider_unavailable(outage)
+        for held in list(self._held.values()):
+            held.ctx.pulse()
+            await held.ctx.set_note(outage.note() if outage is not None else None)
 
     # --- endings ---------------------------------------------------------------------------
 
@@ -287,7 +356,15 @@ class JobRunner:
             log.error("job.finish_failed", status=status.value, error=exc.message)
             return False
 
+    async def _note(self, job: Job, fields: dict[str, object]) -> None:
+        try:
+            await self.store.update_job(job.id, fields)
+        except AppError as exc:
+            log.warning("job.note_write_failed", error_type=type(exc).__name__)
+
     async def _release(self, job: Job) -> None:
+        note = "released at shutdown (a deploy or a restart); it resumes where it was"
+        await self._note(job, {"current_step": None, "note": note})
         released = await self._finish(job, JobStatus.QUEUED, count_attempt=False)
         log.info("job.released", released=released)
 
@@ -308,9 +385,18 @@ class JobRunner:
         if not final:
             backoff = self.settings.retry_backoff_seconds * 2 ** max(0, job.attempts - 1)
             run_after = datetime.now(UTC) + timedelta(seconds=backoff)
+            note = (
+                f"queued to retry (attempt {job.attempts + 1} of {job.max_attempts}) at "
+                f"{run_after:%H:%M:%S} UTC, after {step or 'a step'} failed"
+            )
+            await self._note(job, {"current_step": None, "progress": 0, "note": note})
             await self._finish(job, JobStatus.QUEUED, error_message=message, run_after=run_after)
             log.warning("job.retry_scheduled", step=step, error=message, backoff_seconds=backoff)
             return "retry"
+        # The error and current_step name the same step (the steps overlap: the row's step
+        # may have moved on to a later one while an earlier one failed).
+        await self._note(job, {"current_step": step, "note": None})
+        await self._roll_back_chunks(job, ctx)
         try:
             await self.store.update_profile(
                 job.user_id,
@@ -322,3 +408,16 @@ class JobRunner:
         log.error("job.failed", step=step, error=message, attempts=job.attempts)
         await self.alerter.job_failed(job, step=step, error=message)
         return "failed"
+
+    async def _roll_back_chunks(self, job: Job, ctx: JobContext) -> None:
+        """A pass that fails for good leaves the user's chunks as the last complete import
+        left them: the rows it wrote but never committed go, the ones it re-tagged go back."""
+        if ctx.checkpoints.get("chunks") == "committed":
+            return
+        try:
+            removed, restored = await self.store.rollback_chunks(user_id=job.user_id, job_id=job.id)
+        except AppError as exc:
+            log.error("job.chunk_rollback_failed", error=exc.message)
+            return
+        if removed or restored:
+            log.info("job.chunks_rolled_back", removed=removed, restored=restored)

@@ -23,9 +23,8 @@ from app.adapters.local_store import LocalStore
 from app.config import Settings
 from app.domain import SECTION_NAMES, Job, JobStatus, NewJob
 from app.errors import AppError
-from app.main import build_llm, build_runner
-from app.metrics import REGISTRY, MeteredLLM
-from app.pricing import price_for_llm
+from app.main import build_guarded_llm, build_runner
+from app.metrics import REGISTRY
 from app.sections import SectionSet
 from app.workspace import render_workspace, write_workspace
 
@@ -97,10 +96,7 @@ async def process_export(
     """Run the full pass over `export` and write the workspace into `out_dir` (if given)."""
     settings = settings.model_copy(update={"store_backend": "local", "run_worker": True})
     store = LocalStore(settings.local_data_dir)
-    inner = build_llm(settings)
-    llm = MeteredLLM(
-        inner, price=price_for_llm(settings, provider=inner.provider, model=inner.model)
-    )
+    llm = build_guarded_llm(settings)
     display = _Progress(progress or sys.stderr)
     try:
         await store.ensure_profile(user_id)
@@ -119,7 +115,7 @@ async def process_export(
         display.close()
         files = await _workspace(store, user_id) if job.status is JobStatus.COMPLETE else {}
     finally:
-        await inner.aclose()
+        await llm.aclose()
         await store.aclose()
     if files and out_dir is not None:
         write_workspace(out_dir, files)

@@ -14,6 +14,7 @@ from app.alerts import Alerter
 from app.api.deps import Services
 from app.api.handlers import BodySizeLimitMiddleware, install_error_handlers
 from app.api.routes import router
+from app.breaker import GuardedLLM, ProviderBreaker
 from app.config import Settings, get_settings
 from app.errors import ConfigError
 from app.jobs import JobRunner
@@ -24,6 +25,7 @@ from app.pricing import price_for_llm
 from app.processors.context import Pipeline
 
 __all__ = [
+    "build_guarded_llm",
     "build_llm",
     "build_runner",
     "build_store",
@@ -77,6 +79,21 @@ def build_llm(settings: Settings) -> LLM:
     return OfflineLLM()
 
 
+def build_guarded_llm(settings: Settings, inner: LLM | None = None) -> GuardedLLM:
+    """The LLM every job uses: the provider's (or `inner`), metered, behind the process's one
+    provider breaker. Closing it stops the breaker's probes and closes the provider's client."""
+    inner = inner or build_llm(settings)
+    price = price_for_llm(settings, provider=inner.provider, model=inner.model)
+    metered = MeteredLLM(inner, price=price)
+    breaker = ProviderBreaker(
+        provider=inner.provider,
+        probe=metered.probe,
+        probe_initial_s=settings.llm_probe_initial_seconds,
+        probe_max_s=settings.llm_probe_max_seconds,
+    )
+    return GuardedLLM(metered, breaker)
+
+
 def default_pipelines() -> dict[str, Pipeline]:
     from app.processors.pipeline import PIPELINES
 
@@ -100,6 +117,7 @@ def build_runner(
         settings=settings,
         pipelines=pipelines if pipelines is not None else default_pipelines(),
         alerter=Alerter(webhook_url=webhook.get_secret_value() if webhook else None, client=http),
+        breaker=llm.breaker if isinstance(llm, GuardedLLM) else None,
     )
 
 
@@ -121,11 +139,9 @@ def create_app(
             the_store = store or build_store(settings)
             if store is None:
                 stack.push_async_callback(the_store.aclose)
-            inner_llm = llm or build_llm(settings)
-            if llm is None:
-                stack.push_async_callback(inner_llm.aclose)
-            price = price_for_llm(settings, provider=inner_llm.provider, model=inner_llm.model)
-            the_llm = MeteredLLM(inner_llm, price=price)
+            the_llm = build_guarded_llm(settings, llm)
+            # A caller's own LLM is theirs to close; ours closes with its breaker.
+            stack.push_async_callback(the_llm.breaker.aclose if llm else the_llm.aclose)
             http = await stack.enter_async_context(httpx.AsyncClient(timeout=10.0))
             runner: JobRunner | None = None
             if settings.run_worker:
@@ -133,7 +149,11 @@ def create_app(
                     settings, store=the_store, llm=the_llm, http=http, pipelines=pipelines
                 )
             app.state.services = Services(
-                settings=settings, store=the_store, llm=the_llm, runner=runner
+                settings=settings,
+                store=the_store,
+                llm=the_llm,
+                runner=runner,
+                breaker=the_llm.breaker,
             )
             log.info(
                 "service.started",

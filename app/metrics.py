@@ -87,6 +87,21 @@ class Metrics:
             buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
             registry=registry,
         )
+        self.llm_breaker_open = Gauge(
+            "soulprint_llm_breaker_open",
+            "1 while the provider circuit breaker is open (LLM calls wait, no job is claimed)",
+            registry=registry,
+        )
+        self.llm_outages = Counter(
+            "soulprint_llm_outages_total",
+            "Times the provider breaker opened (one per outage, whatever the number of jobs)",
+            registry=registry,
+        )
+        self.llm_waiting = Gauge(
+            "soulprint_llm_calls_waiting",
+            "LLM calls waiting for the provider breaker to close",
+            registry=registry,
+        )
         self.fact_cache_hits = Counter(
             "soulprint_fact_cache_hits_total",
             "Chunks answered from the fact cache instead of an LLM call",
@@ -119,6 +134,9 @@ class MeteredLLM:
 
     async def aclose(self) -> None:
         await self.inner.aclose()
+
+    async def probe(self) -> None:
+        await self.inner.probe()
 
     async def _measure(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
         metrics = self._metrics

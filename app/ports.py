@@ -36,6 +36,7 @@ JOB_UPDATABLE_COLUMNS: frozenset[str] = frozenset(
     {
         "current_step",
         "progress",
+        "note",
         "conversation_count",
         "message_count",
         "chunk_count",
@@ -75,6 +76,10 @@ class Store(ExportSource, Protocol):
 
     async def get_profile_status(self, user_id: str) -> dict[str, Any] | None:
         """The `full_pass_*` columns of the user's profile, or None when there is no row."""
+        ...
+
+    async def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        """`user_id` and every column this service writes (`PROFILE_COLUMNS`), or None."""
         ...
 
     # --- processing_jobs -------------------------------------------------------------------
@@ -138,11 +143,22 @@ class Store(ExportSource, Protocol):
 
     # --- conversation_chunks ---------------------------------------------------------------
     async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
-        """Idempotent upsert keyed by chunk id, in batches; never touches `embedding`."""
+        """Idempotent upsert keyed by chunk id, in batches; never touches `embedding`.
+
+        Rows are tagged with `job_id`; a row an earlier import wrote remembers that import, so
+        `rollback_chunks` can give it back. Duplicate ids in `chunks` are written once.
+        """
         ...
 
-    async def delete_stale_chunks(self, *, user_id: str, job_id: str) -> int:
-        """Remove the user's chunks not written by this job (an earlier import's leftovers)."""
+    async def commit_chunks(self, *, user_id: str, job_id: str) -> int:
+        """The import is whole: its rows become the user's chunks, all others are removed
+        (atomically with recording the commit). Returns the rows removed."""
+        ...
+
+    async def rollback_chunks(self, *, user_id: str, job_id: str) -> tuple[int, int]:
+        """The import failed for good before its commit: remove the rows it created and give
+        re-tagged rows back to their earlier import. No-op once committed.
+        Returns (removed, restored)."""
         ...
 
     async def count_chunks(self, user_id: str) -> int: ...
@@ -243,6 +259,12 @@ class LLM(Protocol):
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
         """The five sections as raw JSON (validated by the stage)."""
+        ...
+
+    async def probe(self) -> None:
+        """Return when the provider answers; raise `LLMUnavailable` while it does not.
+
+        The cheapest request that proves the provider is back (the breaker's probe)."""
         ...
 
     async def aclose(self) -> None: ...

@@ -239,20 +239,43 @@ async def test_lost_lease_stops_work_without_touching_the_job(
     assert current.lease_owner == "other-worker"
 
 
-async def test_timeout_fails_naming_the_step(store: LocalStore, tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, job_timeout_seconds=0.3)
+async def test_a_stalled_job_fails_the_attempt_naming_the_step(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, job_stall_seconds=0.3, heartbeat_seconds=0.05)
 
     async def pipeline(job: Job, ctx: JobContext) -> None:
         async with ctx.step("hierarchical_reduce"):
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # no pulse: nothing moves
 
-    job = await _queue(store)
+    job = await _queue(store, max_attempts=2)
     runner, client = await _run(store, settings, pipeline)
     done = await _wait_for(store, job.id, JobStatus.FAILED)
     await _stop(runner, client)
+    assert done.attempts == 2  # a stall fails the attempt, and the job is retried
+    assert done.current_step == "hierarchical_reduce"
     assert done.error_message == (
-        "hierarchical_reduce: JobTimedOut: timed out in hierarchical_reduce after 0.3 s"
+        "hierarchical_reduce: JobStalled: stalled in hierarchical_reduce: no progress for "
+        "0.005 min (JOB_STALL_SECONDS); this attempt was stopped and the job will be retried"
     )
+
+
+async def test_a_long_job_that_keeps_moving_is_never_stalled(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    settings = make_settings(tmp_path, job_stall_seconds=0.3, heartbeat_seconds=0.05)
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        async with ctx.step("extract_facts"):
+            for _ in range(30):  # 1.5 s in all, five times the stall limit
+                await asyncio.sleep(0.05)
+                ctx.pulse()
+
+    job = await _queue(store, max_attempts=1)
+    runner, client = await _run(store, settings, pipeline)
+    done = await _wait_for(store, job.id, JobStatus.COMPLETE)
+    await _stop(runner, client)
+    assert done.attempts == 1
 
 
 async def test_job_for_unknown_pipeline_fails_clearly(

@@ -57,52 +57,89 @@ def _reduce_max_tokens(target_count: int) -> int:
     return min(_REDUCE_MAX_TOKENS, _REDUCE_BASE_TOKENS + _REDUCE_TOKENS_PER_FACT * target_count)
 
 
+def _retry_after(exc: anthropic.APIStatusError) -> float | None:
+    """The provider's own `retry-after` hint, in seconds (None when absent or unreadable)."""
+    raw = exc.response.headers.get("retry-after") if exc.response is not None else None
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _unavailable(exc: anthropic.APIStatusError) -> tuple[str, str]:
+    """Words for a transient status: (reason, what to do)."""
+    if isinstance(exc, anthropic.RateLimitError):
+        return "rate limited", "lower FACT_EXTRACTION_CONCURRENCY or raise the account's limits"
+    if exc.status_code == 529:
+        return "overloaded", "Anthropic is overloaded; it usually passes within minutes"
+    if exc.status_code in (408, 504):
+        return "timed out", "Anthropic did not answer in time"
+    if exc.status_code == 409:
+        return "conflict", "Anthropic asked for the request to be retried"
+    return "server error", "Anthropic had an internal error"
+
+
 def translate_error(exc: anthropic.AnthropicError, *, model: str) -> LLMError:
-    """Our error for a vendor error that outlasted the SDK's retries, saying what to do."""
+    """Our error for a vendor error that outlasted the SDK's retries, named for what happened
+    (cannot connect, timed out, rate limited, overloaded, rejected key, no credit…) and saying
+    what to do."""
     if isinstance(exc, anthropic.APIStatusError):
         rid = f" (request id {exc.request_id})" if exc.request_id else ""
         detail = (exc.api_message or "").strip()[:200]
         if isinstance(exc, anthropic.AuthenticationError):
-            return LLMFatal("ANTHROPIC_API_KEY was rejected (401): set a valid key")
+            return LLMFatal(
+                "Anthropic rejected ANTHROPIC_API_KEY (401): set a valid key", reason="rejected key"
+            )
         if isinstance(exc, anthropic.PaymentRequiredError) or exc.error_code in _SPEND_LIMIT_CODES:
             return LLMFatal(
                 f"Anthropic refused to bill the request ({exc.status_code}: {detail}){rid}: add "
-                "credit or raise the spend limit in the Anthropic console"
+                "credit or raise the spend limit in the Anthropic console",
+                reason="no credit",
             )
         if isinstance(exc, anthropic.BadRequestError) and any(
             hint in detail.lower() for hint in _BILLING_HINTS
         ):
             return LLMFatal(
                 f"Anthropic credit balance is too low (400){rid}: add credit in the "
-                "Anthropic console"
+                "Anthropic console",
+                reason="no credit",
             )
         if isinstance(exc, anthropic.PermissionDeniedError):
             return LLMFatal(
                 f"ANTHROPIC_API_KEY may not use model {model!r} (403: {detail}){rid}: use a key "
-                "with access to it or change ANTHROPIC_MODEL"
+                "with access to it or change ANTHROPIC_MODEL",
+                reason="model not allowed",
             )
         if isinstance(exc, anthropic.NotFoundError):
             return LLMFatal(
                 f"model {model!r} was not found (404){rid}: set ANTHROPIC_MODEL to a model your "
-                "key can use, e.g. claude-haiku-4-5"
+                "key can use, e.g. claude-haiku-4-5",
+                reason="unknown model",
             )
         if isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError) or (
             exc.status_code in (408, 409)
         ):
+            reason, advice = _unavailable(exc)
             return LLMUnavailable(
-                f"Anthropic stayed unavailable ({exc.status_code}) after the SDK's retries{rid}: "
-                "try again later or lower FACT_EXTRACTION_CONCURRENCY"
+                f"Anthropic {reason} ({exc.status_code}) after the SDK's retries{rid}: {advice}",
+                reason=reason,
+                retry_after=_retry_after(exc),
             )
         if isinstance(exc, anthropic.ContentTooLargeError):
             return LLMError(f"the request was too large for the API (413){rid}: send less text")
         return LLMError(f"Anthropic rejected the request ({exc.status_code}: {detail}){rid}")
     if isinstance(exc, anthropic.APITimeoutError):
         return LLMUnavailable(
-            "Anthropic did not answer within ANTHROPIC_TIMEOUT_SECONDS after the SDK's retries: "
-            "try again later or raise the timeout"
+            "Anthropic timed out: no answer within ANTHROPIC_TIMEOUT_SECONDS after the SDK's "
+            "retries; it is waited out, or raise the timeout",
+            reason="timed out",
         )
     if isinstance(exc, anthropic.APIConnectionError):
-        return LLMUnavailable("could not reach the Anthropic API after the SDK's retries")
+        return LLMUnavailable(
+            "cannot connect to the Anthropic API (the connection failed after the SDK's "
+            "retries): check the network or ANTHROPIC_BASE_URL",
+            reason="cannot connect",
+        )
     if isinstance(exc, anthropic.APIResponseValidationError):
         return LLMBadOutput(f"Anthropic's reply was not a valid Messages response: {exc.message}")
     return LLMError(f"Anthropic client error: {type(exc).__name__}")
@@ -118,7 +155,10 @@ class AnthropicLLM:
     @classmethod
     def from_settings(cls, settings: Settings) -> AnthropicLLM:
         if settings.anthropic_api_key is None:
-            raise LLMFatal("ANTHROPIC_API_KEY is not set: set it, or use LLM_BACKEND=offline")
+            raise LLMFatal(
+                "ANTHROPIC_API_KEY is not set: set it, or use LLM_BACKEND=offline",
+                reason="not configured",
+            )
         client = anthropic.AsyncAnthropic(
             api_key=settings.anthropic_api_key.get_secret_value(),
             base_url=settings.anthropic_base_url,
@@ -137,6 +177,18 @@ class AnthropicLLM:
 
     async def aclose(self) -> None:
         await self._client.close()
+
+    async def probe(self) -> None:
+        """Is the API answering? One tiny request (≈ 10 tokens), no SDK retries: the breaker
+        that calls it paces the probes itself. Raises what a task call would raise."""
+        try:
+            await self._client.with_options(max_retries=0).messages.create(
+                model=self._model,
+                max_tokens=1,
+                messages=[{"role": "user", "content": "ping"}],
+            )
+        except anthropic.AnthropicError as exc:
+            raise translate_error(exc, model=self._model) from exc
 
     # --- the four tasks -----------------------------------------------------------------------
 

@@ -30,9 +30,19 @@ CREATE TABLE IF NOT EXISTS conversation_chunks (
     chunk_tier TEXT DEFAULT 'medium',
     chunk_index INTEGER,
     content_hash TEXT,
-    import_job_id TEXT
+    import_job_id TEXT,
+    -- The import this row belonged to before the current one re-tagged it ('none': no import id);
+    -- NULL when the current import created it. Lets a failed import be rolled back.
+    prior_import_job_id TEXT
 );
 CREATE INDEX IF NOT EXISTS conversation_chunks_user_id_idx ON conversation_chunks (user_id);
+
+-- The import whose chunks are the user's chunks (set with the removal of every other row).
+CREATE TABLE IF NOT EXISTS conversation_chunk_imports (
+    user_id TEXT PRIMARY KEY,
+    import_job_id TEXT NOT NULL,
+    committed_at TEXT NOT NULL
+);
 
 CREATE TABLE IF NOT EXISTS processing_jobs (
     id TEXT PRIMARY KEY,
@@ -47,6 +57,7 @@ CREATE TABLE IF NOT EXISTS processing_jobs (
     current_step TEXT,
     progress INTEGER NOT NULL DEFAULT 0 CHECK (progress BETWEEN 0 AND 100),
     error_message TEXT,
+    note TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     max_attempts INTEGER NOT NULL DEFAULT 3,
     run_after TEXT NOT NULL,

@@ -54,6 +54,31 @@ def _ts(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
+def _add_missing_columns(conn: sqlite3.Connection, schema: str) -> None:
+    """Bring a data directory made by an older version up to the schema: `CREATE TABLE IF NOT
+    EXISTS` leaves an existing table as it was, so add the columns it lacks (with their types
+    and defaults, as an in-memory copy of the schema declares them)."""
+    model = sqlite3.connect(":memory:")
+    try:
+        model.executescript(schema)
+        tables = [r[0] for r in model.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        for table in tables:
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            for _, name, kind, notnull, default, _pk in model.execute(
+                f"PRAGMA table_info({table})"
+            ):
+                if name in have:
+                    continue
+                clause = f"{name} {kind}"
+                if default is not None:
+                    clause += f" DEFAULT {default}"
+                if notnull and default is not None:
+                    clause += " NOT NULL"
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {clause}")
+    finally:
+        model.close()
+
+
 class LocalStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
@@ -69,6 +94,7 @@ class LocalStore:
         self._conn.execute("PRAGMA synchronous=NORMAL")
         schema = resources.files("app.adapters").joinpath("local_schema.sql").read_text()
         self._conn.executescript(schema)
+        _add_missing_columns(self._conn, schema)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -125,7 +151,7 @@ class LocalStore:
         source = self.export_path(storage_path)
         if not source.is_file():
             raise ExportNotFound(
-                f"no export at {storage_path!r} (looked in {self.storage_dir}); "
+                f"no export at {storage_path!r} in local storage (LOCAL_DATA_DIR/storage): "
                 "upload the file there or check storage_path"
             )
 
@@ -318,11 +344,12 @@ class LocalStore:
             "now": _ts(now),
         }
         if status is JobStatus.QUEUED:
+            # Back in the queue: in no step, progress from zero (its paid work is cached).
             sql = (
                 "UPDATE processing_jobs SET status = 'queued', lease_owner = NULL,"
                 " lease_expires_at = NULL, run_after = :run_after, error_message = :error,"
-                " attempts = attempts - :give_back, updated_at = :now"
-                " WHERE id = :id AND lease_owner = :owner AND status = 'running'"
+                " attempts = attempts - :give_back, current_step = NULL, progress = 0,"
+                " updated_at = :now WHERE id = :id AND lease_owner = :owner AND status = 'running'"
             )
             params |= {"run_after": _ts(run_after or now), "give_back": 0 if count_attempt else 1}
         elif status in (JobStatus.COMPLETE, JobStatus.FAILED):
@@ -394,28 +421,69 @@ class LocalStore:
         if not chunks:
             return
         now = _now()
-        rows = [chunk_row(chunk, user_id=user_id, job_id=job_id, now=now) for chunk in chunks]
+        # One row per id (an export may hold the same conversation twice), in id order.
+        unique = {chunk.id: chunk for chunk in chunks}
+        rows = [
+            chunk_row(unique[key], user_id=user_id, job_id=job_id, now=now)
+            for key in sorted(unique)
+        ]
         columns = list(rows[0])
-        updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+        updates = ", ".join(
+            f"{c} = excluded.{c}" for c in columns if c not in ("id", "user_id", "import_job_id")
+        )
         sql = (
             f"INSERT INTO conversation_chunks ({', '.join(columns)})"  # noqa: S608
             f" VALUES ({', '.join(':' + c for c in columns)})"
-            f" ON CONFLICT (id) DO UPDATE SET {updates}"
+            f" ON CONFLICT (id) DO UPDATE SET {updates},"
+            " prior_import_job_id = CASE WHEN import_job_id IS excluded.import_job_id"
+            " THEN prior_import_job_id ELSE COALESCE(import_job_id, 'none') END,"
+            " import_job_id = excluded.import_job_id"
+            " WHERE conversation_chunks.user_id = excluded.user_id"
         )
         params = [
             {k: _ts(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows
         ]
         await self._write(lambda conn: conn.executemany(sql, params).close())
 
-    async def delete_stale_chunks(self, *, user_id: str, job_id: str) -> int:
-        def delete(conn: sqlite3.Connection) -> int:
-            return conn.execute(
+    async def commit_chunks(self, *, user_id: str, job_id: str) -> int:
+        def commit(conn: sqlite3.Connection) -> int:
+            removed = conn.execute(
                 "DELETE FROM conversation_chunks WHERE user_id = ?"
                 " AND (import_job_id IS NULL OR import_job_id != ?)",
                 (user_id, job_id),
             ).rowcount
+            conn.execute(
+                "INSERT INTO conversation_chunk_imports (user_id, import_job_id, committed_at)"
+                " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
+                " import_job_id = excluded.import_job_id, committed_at = excluded.committed_at",
+                (user_id, job_id, _ts(_now())),
+            ).close()
+            return removed
 
-        return await self._write(delete)
+        return await self._write(commit)
+
+    async def rollback_chunks(self, *, user_id: str, job_id: str) -> tuple[int, int]:
+        def rollback(conn: sqlite3.Connection) -> tuple[int, int]:
+            committed = conn.execute(
+                "SELECT 1 FROM conversation_chunk_imports WHERE user_id = ? AND import_job_id = ?",
+                (user_id, job_id),
+            ).fetchone()
+            if committed is not None:
+                return 0, 0
+            removed = conn.execute(
+                "DELETE FROM conversation_chunks WHERE user_id = ? AND import_job_id = ?"
+                " AND prior_import_job_id IS NULL",
+                (user_id, job_id),
+            ).rowcount
+            restored = conn.execute(
+                "UPDATE conversation_chunks SET"
+                " import_job_id = NULLIF(prior_import_job_id, 'none'), prior_import_job_id = NULL"
+                " WHERE user_id = ? AND import_job_id = ?",
+                (user_id, job_id),
+            ).rowcount
+            return removed, restored
+
+        return await self._write(rollback)
 
     async def count_chunks(self, user_id: str) -> int:
         sql = "SELECT COUNT(*) FROM conversation_chunks WHERE user_id = ?"

@@ -312,3 +312,6 @@ class OfflineLLM:
 
     async def aclose(self) -> None:
         return None
+
+    async def probe(self) -> None:
+        """The rules are always available."""

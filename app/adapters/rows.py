@@ -72,6 +72,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         current_step=row.get("current_step"),
         progress=int(row.get("progress") or 0),
         error_message=row.get("error_message"),
+        note=row.get("note"),
         conversation_count=_int(row.get("conversation_count")),
         message_count=_int(row.get("message_count")),
         chunk_count=_int(row.get("chunk_count")),

@@ -7,6 +7,7 @@ in supabase/migrations, which hold the queue's guarantees (leases, SKIP LOCKED, 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,9 @@ PROFILE_STATUS_COLUMNS = (
 _HASHES_PER_READ = 100
 _FACT_CACHE_KEY = "user_id,content_hash,extractor_version"
 _WRITE_BLOCK = 1024 * 1024
+# Columns `save_conversation_chunks` sets itself (from its arguments), not from the rows.
+_SET_BY_FUNCTION = frozenset({"user_id", "import_job_id"})
+_CONFLICT_RETRIES = 3
 _FINAL_OR_QUEUED = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.QUEUED})
 
 
@@ -203,6 +207,13 @@ class SupabaseStore:
                 table="user_profiles",
             )
 
+    async def get_profile(self, user_id: str) -> dict[str, Any] | None:
+        if not _is_uuid(user_id):
+            return None
+        columns = ",".join(["user_id", *sorted(PROFILE_COLUMNS)])
+        rows = await self._select("user_profiles", {"user_id": f"eq.{user_id}", "select": columns})
+        return rows[0] if rows else None
+
     async def get_profile_status(self, user_id: str) -> dict[str, Any] | None:
         if not _is_uuid(user_id):
             return None
@@ -329,31 +340,51 @@ class SupabaseStore:
     # --- conversation_chunks ---------------------------------------------------------------
 
     async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
+        """Through `save_conversation_chunks` (supabase/migrations): one statement a batch,
+        rows de-duplicated and written in id order, the earlier import remembered."""
         now = datetime.now(UTC)
-        for start in range(0, len(chunks), self._batch):
+        unique = {chunk.id: chunk for chunk in chunks}
+        ordered = [unique[key] for key in sorted(unique)]
+        for start in range(0, len(ordered), self._batch):
             rows = [
                 {
                     k: _jsonable(v)
                     for k, v in chunk_row(c, user_id=user_id, job_id=job_id, now=now).items()
+                    if k not in _SET_BY_FUNCTION
                 }
-                for c in chunks[start : start + self._batch]
+                for c in ordered[start : start + self._batch]
             ]
-            await self._upsert("conversation_chunks", on_conflict="id", rows=rows)
+            await self._chunk_rpc(
+                "save_conversation_chunks",
+                {"p_user_id": user_id, "p_job_id": job_id, "p_rows": rows},
+            )
 
-    async def delete_stale_chunks(self, *, user_id: str, job_id: str) -> int:
-        response = await self._http.request(
-            "DELETE",
-            "/rest/v1/conversation_chunks",
-            table="conversation_chunks",
-            action="delete",
-            params={
-                "user_id": f"eq.{user_id}",
-                "or": f"(import_job_id.is.null,import_job_id.neq.{job_id})",
-                "select": "id",
-            },
-            headers={"Prefer": "return=representation"},
-        )
-        return len(response.json())
+    async def commit_chunks(self, *, user_id: str, job_id: str) -> int:
+        args = {"p_user_id": user_id, "p_job_id": job_id}
+        return int(await self._chunk_rpc("commit_conversation_chunks", args))
+
+    async def rollback_chunks(self, *, user_id: str, job_id: str) -> tuple[int, int]:
+        args = {"p_user_id": user_id, "p_job_id": job_id}
+        result = await self._chunk_rpc("rollback_conversation_chunks", args)
+        return int(result["removed"]), int(result["restored"])
+
+    async def _chunk_rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
+        """A chunk function call; a conflict (409) is a concurrent writer's, and passes: retried
+        a few times before it is an error. 23503 means the user's account row is gone."""
+        for attempt in range(_CONFLICT_RETRIES + 1):
+            try:
+                return await self._rpc(fn, args)
+            except PostgrestError as exc:
+                if exc.vendor_code == "23503":
+                    raise ProfileNotFound(
+                        f"conversation_chunks refused the user's rows ({fn}): the user no longer "
+                        "exists (23503); nothing to import for a deleted account",
+                        table="conversation_chunks",
+                    ) from exc
+                if exc.vendor_code != "23505" or attempt == _CONFLICT_RETRIES:
+                    raise
+                await asyncio.sleep(0.2 * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def count_chunks(self, user_id: str) -> int:
         return await self._count("conversation_chunks", {"user_id": f"eq.{user_id}"})

@@ -8,6 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from app.breaker import ProviderBreaker
 from app.config import Settings
 from app.errors import AuthError
 from app.jobs import JobRunner
@@ -24,6 +25,7 @@ class Services:
     store: Store
     llm: LLM
     runner: JobRunner | None
+    breaker: ProviderBreaker | None = None
 
 
 def get_services(request: Request) -> Services:

@@ -35,10 +35,17 @@ async def health() -> dict[str, str]:
 
 
 @router.get("/ready", tags=["ops"], dependencies=[Authorized], responses=_ERRORS)
-async def ready(services: ServicesDep) -> dict[str, str]:
-    """Readiness: the store answers."""
+async def ready(services: ServicesDep) -> dict[str, object]:
+    """Readiness: the store answers. `provider` is the LLM breaker's state: while it is open
+    (the provider keeps failing) jobs wait and none is claimed — the service is still ready."""
     await services.store.ping()
-    return {"status": "ready", "store": type(services.store).__name__, "llm": services.llm.provider}
+    breaker = services.breaker
+    return {
+        "status": "ready",
+        "store": type(services.store).__name__,
+        "llm": services.llm.provider,
+        "provider": breaker.to_json() if breaker is not None else {"state": "closed"},
+    }
 
 
 @router.get(

@@ -45,6 +45,10 @@ class JobView(BaseModel):
     current_step: str | None
     progress: int
     error: str | None
+    note: str | None = Field(
+        default=None,
+        description="What the job is doing in words: waiting for the provider, queued to retry.",
+    )
     attempts: int
     max_attempts: int
     conversation_count: int | None
@@ -70,6 +74,7 @@ class JobView(BaseModel):
             current_step=job.current_step,
             progress=job.progress,
             error=job.error_message,
+            note=job.note,
             attempts=job.attempts,
             max_attempts=job.max_attempts,
             conversation_count=job.conversation_count,

@@ -2,7 +2,9 @@
 
 `JobContext.step(name)` is the one way a stage announces itself: it binds `step` to every log line,
 logs `step.started` / `step.completed` / `step.failed` with `duration_ms`, and records the step on
-the job row so operators can see where a job is.
+the job row so operators can see where a job is. `pulse()` marks progress (the runner's stall
+watchdog reads it); `checkpoints` survive on the job row, so a resumed attempt skips what an
+earlier one already saved.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 import structlog
 
+from app.alerts import Alerter
 from app.config import Settings
 from app.domain import PIPELINE_VERSION, STEPS, Job
 from app.metrics import METRICS
@@ -58,16 +61,36 @@ class JobContext:
     store: Store
     llm: LLM
     settings: Settings
+    # Alerts people must act on that do not fail the job (v2 skipped for no credit).
+    alerter: Alerter | None = None
     # Set by the pipeline: what its LLM calls cost, reported with every step.
     ledger: CostLedger | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     current_step: str | None = None
+    # Work an earlier attempt saved (chunks committed, MEMORY saved for a given input): kept in
+    # the job row's stats, so a resumed attempt does not pay for it again.
+    checkpoints: dict[str, Any] = field(default_factory=dict)
     _clock: Callable[[], float] = time.monotonic
+    last_progress: float = field(default_factory=time.monotonic)
     # Steps overlap (parse, save and extract run together); their job-row writes must still land
     # in the order the steps began, or `current_step` could say save_chunks all through
     # extraction. asyncio.Lock is first-come first-served.
     _row_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        saved = self.job.stats.get("checkpoints")
+        if isinstance(saved, dict) and not self.checkpoints:
+            self.checkpoints = dict(saved)
+
+    def pulse(self) -> None:
+        """The job moved forward (a chunk parsed, saved or extracted, a step begun or ended).
+
+        Plain assignment of a float: safe to call from the parser's thread too."""
+        self.last_progress = self._clock()
+
+    def idle_seconds(self) -> float:
+        return self._clock() - self.last_progress
 
     async def record(self, fields: dict[str, Any]) -> None:
         """Write progress columns on the job row, in order with every other such write."""
@@ -79,6 +102,7 @@ class JobContext:
         if name not in STEPS:
             raise ValueError(f"unknown step {name!r}")
         self.current_step = name
+        self.pulse()
         started = self._clock()
         with structlog.contextvars.bound_contextvars(step=name):
             log.info("step.started", **fields)
@@ -91,6 +115,7 @@ class JobContext:
                 duration = int((self._clock() - started) * 1000)
                 log.warning("step.failed", error_type=type(exc).__name__, duration_ms=duration)
                 raise StepFailed(name, exc) from exc
+            self.pulse()
             elapsed = self._clock() - started
             METRICS.step_seconds.labels(step=name).observe(elapsed)
             duration = int(elapsed * 1000)
@@ -99,7 +124,8 @@ class JobContext:
             await self.record_stats()
 
     async def record_stats(self) -> None:
-        """The job row's telemetry so far: per-step durations and counts, tokens and cost.
+        """The job row's telemetry so far: per-step durations and counts, tokens and cost, and
+        the checkpoints a resumed attempt relies on.
 
         Written at every step boundary, so `GET /jobs/{id}` tells a running job's story too.
         A failed write is logged, never raised: telemetry must not fail the job.
@@ -109,6 +135,7 @@ class JobContext:
                 "pipeline_version": PIPELINE_VERSION,
                 "durations_ms": self.durations_ms,
                 "counts": self.counts,
+                "checkpoints": self.checkpoints,
                 **({"llm": self.ledger.to_json()} if self.ledger else {}),
             }
         }
@@ -131,4 +158,12 @@ class JobContext:
         self.counts.setdefault(step, {}).update(values)
 
     async def progress(self, percent: int) -> None:
+        self.pulse()
         await self.record({"progress": max(0, min(99, percent))})
+
+    async def set_note(self, note: str | None) -> None:
+        """The job's note in words (None clears it); a failed write is logged, not raised."""
+        try:
+            await self.record({"note": note})
+        except Exception as exc:
+            log.warning("job.note_write_failed", error_type=type(exc).__name__)

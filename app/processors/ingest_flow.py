@@ -45,7 +45,7 @@ class IngestResult:
     book: FactBook  # every fact extracted, consolidated as it arrived (bounded)
     export_format: str | None = None
     signals: list[UserSignal] = field(default_factory=list)
-    stale_chunks_removed: int = 0
+    stale_chunks_removed: int = 0  # rows of earlier imports removed by this one's commit
 
 
 class _Producer:
@@ -85,6 +85,7 @@ class _Producer:
         for conversation in reader:
             if self.cancelled.is_set():
                 return
+            self.ctx.pulse()
             stats.add_conversation(conversation)
             sampler.offer(conversation)
             self.result.signals.extend(conversation.signals)
@@ -129,8 +130,10 @@ async def _save(
     saved: asyncio.Queue[Chunk | None],
     result: IngestResult,
 ) -> None:
-    """Upsert in batches, forward every chunk to extraction, then remove an earlier import's
-    leftovers — only at the end, so the user is never left without chunks mid-run."""
+    """Upsert in batches, forward every chunk to extraction, then commit the import: its rows
+    become the user's chunks and an earlier import's leftovers go, in one transaction — only at
+    the end, so the user is never left without chunks mid-run, nor with a mix of two imports
+    after a pass that fails for good (the runner rolls an uncommitted import back)."""
     job, store = ctx.job, ctx.store
     batch_size = ctx.settings.chunk_batch_size
     async with ctx.step("save_chunks"):
@@ -144,13 +147,13 @@ async def _save(
                 await store.upsert_chunks(user_id=job.user_id, job_id=job.id, chunks=pending)
                 written += len(pending)
                 pending = []
+                ctx.pulse()
         if pending:
             await store.upsert_chunks(user_id=job.user_id, job_id=job.id, chunks=pending)
             written += len(pending)
         await saved.put(_DONE)
-        result.stale_chunks_removed = await store.delete_stale_chunks(
-            user_id=job.user_id, job_id=job.id
-        )
+        result.stale_chunks_removed = await store.commit_chunks(user_id=job.user_id, job_id=job.id)
+        ctx.checkpoints["chunks"] = "committed"
         ctx.count("save_chunks", chunks=written, stale_removed=result.stale_chunks_removed)
 
 
@@ -175,6 +178,7 @@ async def _extract(
             ledger=ledger,
             expected_total=ctx.job.chunk_count,
             sink=result.book.add_all,
+            on_progress=ctx.pulse,
         )
         ctx.count(
             "extract_facts",
@@ -183,6 +187,9 @@ async def _extract(
             cached=outcome.chunks_cached,
             extracted=outcome.chunks_extracted,
             failed=outcome.chunks_failed,
+            failed_by_kind=outcome.failures_by_kind,
+            unextracted=outcome.chunks_unextracted,
+            skipped=outcome.chunks_skipped,
             facts=outcome.facts_found,
             fact_groups=len(result.book),
             calls=outcome.calls,

@@ -1,37 +1,47 @@
 """The full pass (DESIGN §2), step by step. The one place that awaits the ports in order.
 
 A run is idempotent from the top: chunks are upserted by deterministic id, facts come from the cache
-when a chunk was already extracted, and status writes are plain overwrites. So a job interrupted at
-any point (deploy, crash) resumes by simply running again, paying only for chunks not yet cached.
+when a chunk was already extracted, status writes are plain overwrites, and MEMORY once saved for
+the same facts is not paid for again (a checkpoint on the job row). So a job interrupted at any
+point (deploy, crash) resumes by simply running again, paying only for what was not yet saved.
+
+`complete` is a promise (DESIGN §3): every chunk extracted or failed for a recorded permanent
+reason, MEMORY from the model (or the deterministic rendering when its replies were unusable), and
+the profile's columns all describing this import — from `save_memory` on, `soulprint_text` is the
+held sections plus the new MEMORY, and the new sections replace both when v2 succeeds.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import tempfile
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
 
-from app.domain import PIPELINE_VERSION, FullPassStatus, Job, JobStatus
-from app.errors import LLMFatal
+from app.domain import PIPELINE_VERSION, SECTION_NAMES, FullPassStatus, Job, JobStatus
+from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMUnavailable
 from app.pricing import price_for_llm
-from app.processors.composing.memory import generate_memory
+from app.processors.composing.consolidation import ConsolidatedFact
+from app.processors.composing.memory import MemoryOutcome, generate_memory
 from app.processors.composing.reduce import reduce_facts
 from app.processors.composing.sections import (
     regenerate_sections,
     render_soulprint_text,
     section_columns,
 )
-from app.processors.context import JobContext, Pipeline
+from app.processors.context import JobContext, Pipeline, StepFailed
 from app.processors.ingest_flow import IngestResult, ingest_and_extract
 from app.processors.ledger import CostLedger
 from app.sections import SectionSet
 
-__all__ = ["PIPELINES", "run_full_pass"]
+__all__ = ["PIPELINES", "facts_digest", "held_sections", "run_full_pass"]
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +56,34 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def facts_digest(facts: Sequence[ConsolidatedFact]) -> str:
+    """What MEMORY is made from, as a hash: the same facts on a resumed attempt, the same MEMORY."""
+    digest = hashlib.sha256()
+    for f in facts:
+        when = (f.first_date.isoformat() if f.first_date else "", str(f.last_date or ""))
+        digest.update(
+            f"{f.category.value}\x00{f.text}\x00{when}\x00{f.count}\x00{f.from_signal}\x01".encode()
+        )
+    return digest.hexdigest()
+
+
+def held_sections(profile: dict[str, Any] | None) -> SectionSet:
+    """The sections the profile holds now (from an earlier import, or the product's quick pass);
+    a missing or unreadable column reads as "not enough data"."""
+    sections: dict[str, Any] = {}
+    for name in SECTION_NAMES:
+        raw = (profile or {}).get(f"{name}_md")
+        try:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            value = None
+        sections[name] = value if isinstance(value, dict) else {}
+    try:
+        return SectionSet.model_validate(sections)
+    except ValidationError:
+        return SectionSet.model_validate({name: {} for name in SECTION_NAMES})
+
+
 def _complete_fields() -> dict[str, Any]:
     return {
         "full_pass_status": FullPassStatus.COMPLETE.value,
@@ -54,8 +92,21 @@ def _complete_fields() -> dict[str, Any]:
     }
 
 
+def _left_nothing_unextracted(job: Job) -> bool:
+    counts = job.stats.get("counts", {})
+    if "unchanged_export_of" in counts.get("complete", {}):
+        return True  # itself recognised as a re-send of a pass that was checked then
+    extraction = counts.get("extract_facts")
+    if not isinstance(extraction, dict):
+        return False
+    # Before `unextracted` was counted, `failed` held transient failures too.
+    missing = extraction.get("unextracted", extraction.get("failed", 1))
+    return isinstance(missing, int) and missing == 0
+
+
 async def _unchanged(ctx: JobContext, digest: str) -> Job | None:
-    """The finished job whose results the profile holds, if it was for this very export.
+    """The finished job whose results the profile holds, if it was for this very export and
+    left nothing unextracted.
 
     Only the user's latest finished job counts: after another import (or a failure that may
     have saved part of a run), the profile no longer holds this export's results.
@@ -69,6 +120,7 @@ async def _unchanged(ctx: JobContext, digest: str) -> Job | None:
         and last.status is JobStatus.COMPLETE
         and last.export_sha256 == digest
         and last.pipeline_version == ctx.job.pipeline_version
+        and _left_nothing_unextracted(last)
     ):
         return last
     return None
@@ -108,40 +160,83 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
                 facts_pruned=book.facts_pruned,
             )
 
-        async with ctx.step("hierarchical_reduce"):
-            reduced = await reduce_facts(
-                consolidated, llm=llm, token_budget=settings.fact_token_budget, ledger=ledger
-            )
-            ctx.count(
-                "hierarchical_reduce",
-                facts=len(reduced.facts),
-                levels=reduced.levels,
-                cut=reduced.cut,
-            )
-
-        async with ctx.step("generate_memory"):
-            memory = await generate_memory(reduced.facts, llm=llm, ledger=ledger)
-            ctx.count("generate_memory", source=memory.source, chars=len(memory.markdown))
-
-        async with ctx.step("save_memory"):
-            await store.update_profile(job.user_id, {"memory_md": memory.markdown})
-
+        memory = await _memory(ctx, consolidated, ledger)
         sections = await _regenerate(ctx, ingest, memory.markdown, ledger)
 
         async with ctx.step("complete"):
             fields: dict[str, Any] = _complete_fields()
-            if sections is not None:
+            if sections is None:
+                # The profile's own sections stay; the text shows them with the new MEMORY.
+                sections = held_sections(await store.get_profile(job.user_id))
+            else:
                 fields |= section_columns(sections)
-                fields["soulprint_text"] = render_soulprint_text(sections, memory.markdown)
+            fields["memory_md"] = memory.markdown
+            fields["soulprint_text"] = render_soulprint_text(sections, memory.markdown)
             await store.update_profile(job.user_id, fields)
     finally:
         await ctx.record_stats()
 
 
+async def _memory(
+    ctx: JobContext, facts: list[ConsolidatedFact], ledger: CostLedger
+) -> MemoryOutcome:
+    """hierarchical_reduce → generate_memory → save_memory, or MEMORY as an earlier attempt of
+    this job saved it for the very same facts (no call paid twice)."""
+    store, job = ctx.store, ctx.job
+    digest = facts_digest(facts)
+    saved = ctx.checkpoints.get("memory")
+    if isinstance(saved, dict) and saved.get("input") == digest:
+        profile = await store.get_profile(job.user_id)
+        markdown = (profile or {}).get("memory_md")
+        if markdown:
+            for step in ("hierarchical_reduce", "generate_memory", "save_memory"):
+                async with ctx.step(step):
+                    ctx.count(step, resumed="saved by an earlier attempt of this job")
+            ctx.count("generate_memory", source=saved.get("source", "llm"))
+            return MemoryOutcome(markdown=markdown, source=saved.get("source", "llm"), calls=0)
+
+    async with ctx.step("hierarchical_reduce"):
+        reduced = await reduce_facts(
+            facts, llm=ctx.llm, token_budget=ctx.settings.fact_token_budget, ledger=ledger
+        )
+        ctx.count(
+            "hierarchical_reduce", facts=len(reduced.facts), levels=reduced.levels, cut=reduced.cut
+        )
+
+    async with ctx.step("generate_memory"):
+        memory = await generate_memory(reduced.facts, llm=ctx.llm, ledger=ledger)
+        ctx.count("generate_memory", source=memory.source, chars=len(memory.markdown))
+
+    async with ctx.step("save_memory"):
+        # Saved at once (the user benefits even if v2 fails), with the text it belongs in.
+        held = held_sections(await store.get_profile(job.user_id))
+        await store.update_profile(
+            job.user_id,
+            {
+                "memory_md": memory.markdown,
+                "soulprint_text": render_soulprint_text(held, memory.markdown),
+            },
+        )
+        ctx.checkpoints["memory"] = {"input": digest, "source": memory.source}
+    return memory
+
+
+def _skip_reason(error: BaseException) -> str:
+    if isinstance(error, LLMFatal):
+        return f"Anthropic refused the work ({error.reason}): {error.message}"
+    if isinstance(error, LLMBadOutput):
+        return "the model's sections were not usable twice"
+    if isinstance(error, LLMError):
+        return f"the model could not process the request: {error.message}"
+    return "an unexpected error (logged with this job's id)"
+
+
 async def _regenerate(
     ctx: JobContext, ingest: IngestResult, memory_md: str, ledger: CostLedger
 ) -> SectionSet | None:
-    """v2 sections; failing here is not the job's failure (DESIGN §3): earlier sections stay."""
+    """v2 sections. Waiting for an unavailable provider happens inside the call (the breaker);
+    unusable replies, a refusal to bill or an unexpected error skip v2 — never the pass's
+    failure (DESIGN §3): the earlier sections stay, and the job says why."""
     try:
         async with ctx.step("v2_regeneration", sample=len(ingest.sampler)):
             return await regenerate_sections(
@@ -150,12 +245,18 @@ async def _regenerate(
                 llm=ctx.llm,
                 ledger=ledger,
             )
-    except Exception as exc:
-        cause = exc.__cause__ or exc
-        if isinstance(cause, LLMFatal):
-            raise
+    except StepFailed as failed:
+        cause = failed.error
+        if isinstance(cause, LLMUnavailable):
+            raise  # not a reason to complete with less: the job goes back to the queue
+        reason = _skip_reason(cause)
+        if not isinstance(cause, LLMError):
+            log.error("v2.unexpected_error", error_type=type(cause).__name__, exc_info=cause)
         log.warning("v2.skipped", error_type=type(cause).__name__, reason="non-fatal")
-        ctx.count("v2_regeneration", skipped=type(cause).__name__)
+        ctx.count("v2_regeneration", skipped=reason)
+        await ctx.set_note(f"v2 skipped, the earlier sections were kept: {reason}"[:500])
+        if isinstance(cause, LLMFatal) and ctx.alerter is not None:
+            await ctx.alerter.v2_skipped(ctx.job, reason=reason)
         return None
 
 

@@ -216,24 +216,65 @@ async def test_update_job_sets_progress_and_refuses_other_columns(harness: Store
 # --- chunks ----------------------------------------------------------------------------------
 
 
-async def test_upsert_chunks_is_idempotent_and_stale_rows_go(harness: StoreHarness) -> None:
+async def test_upsert_chunks_is_idempotent_and_commit_removes_stale_rows(
+    harness: StoreHarness,
+) -> None:
     store, user = harness.store, _user()
     old_job, new_job = str(uuid.uuid4()), str(uuid.uuid4())
     old = [_chunk(user, n) for n in range(5)]
     await store.upsert_chunks(user_id=user, job_id=old_job, chunks=old)
+    assert await store.commit_chunks(user_id=user, job_id=old_job) == 0
     assert await store.count_chunks(user) == 5
     # A re-run writes an overlapping set: the same ids are updated, never duplicated.
     fresh = [_chunk(user, n, content="edited") for n in range(3, 130)]
     await store.upsert_chunks(user_id=user, job_id=new_job, chunks=fresh)
     await store.upsert_chunks(user_id=user, job_id=new_job, chunks=fresh)
-    assert await store.count_chunks(user) == 130  # 0..2 from the old run are still there
-    assert await store.delete_stale_chunks(user_id=user, job_id=new_job) == 3
+    assert await store.count_chunks(user) == 130  # 0..2 from the old import are still there
+    assert await store.commit_chunks(user_id=user, job_id=new_job) == 3
     assert await store.count_chunks(user) == 127
-    assert await store.delete_stale_chunks(user_id=user, job_id=new_job) == 0
+    assert await store.commit_chunks(user_id=user, job_id=new_job) == 0
+    # Committed: a rollback of it changes nothing.
+    assert await store.rollback_chunks(user_id=user, job_id=new_job) == (0, 0)
+    assert await store.count_chunks(user) == 127
     other = _user()
     await store.upsert_chunks(user_id=other, job_id=old_job, chunks=[_chunk(other, 1)])
-    assert await store.delete_stale_chunks(user_id=user, job_id=new_job) == 0
+    assert await store.commit_chunks(user_id=user, job_id=new_job) == 0
     assert await store.count_chunks(other) == 1
+
+
+async def test_a_failed_import_rolls_back_to_the_last_complete_one(harness: StoreHarness) -> None:
+    store, user = harness.store, _user()
+    old_job, new_job = str(uuid.uuid4()), str(uuid.uuid4())
+    await store.upsert_chunks(
+        user_id=user, job_id=old_job, chunks=[_chunk(user, n) for n in range(5)]
+    )
+    await store.commit_chunks(user_id=user, job_id=old_job)
+    # The new import got part of the way: it re-tagged rows 3 and 4 and added 5..39.
+    partial = [_chunk(user, n) for n in range(3, 40)]
+    await store.upsert_chunks(user_id=user, job_id=new_job, chunks=partial)
+    assert await store.count_chunks(user) == 40
+    assert await store.rollback_chunks(user_id=user, job_id=new_job) == (35, 2)
+    assert await store.count_chunks(user) == 5
+    assert await store.rollback_chunks(user_id=user, job_id=new_job) == (0, 0)
+    # Every remaining row is the old import's again: committing it removes nothing.
+    assert await store.commit_chunks(user_id=user, job_id=old_job) == 0
+    assert await store.count_chunks(user) == 5
+
+
+async def test_a_first_import_that_fails_leaves_no_partial_set(harness: StoreHarness) -> None:
+    store, user = harness.store, _user()
+    job = str(uuid.uuid4())
+    await store.upsert_chunks(user_id=user, job_id=job, chunks=[_chunk(user, n) for n in range(7)])
+    assert await store.rollback_chunks(user_id=user, job_id=job) == (7, 0)
+    assert await store.count_chunks(user) == 0
+
+
+async def test_the_same_chunk_twice_in_one_write_is_written_once(harness: StoreHarness) -> None:
+    # An export may hold one conversation twice: the same ids, in one batch.
+    store, user = harness.store, _user()
+    twice = [_chunk(user, n) for n in (1, 2, 1, 2, 3)]
+    await store.upsert_chunks(user_id=user, job_id=str(uuid.uuid4()), chunks=twice)
+    assert await store.count_chunks(user) == 3
 
 
 # --- fact cache ------------------------------------------------------------------------------

@@ -290,38 +290,46 @@ def _chunk(n: int) -> Chunk:
     )
 
 
-async def test_250_chunks_go_out_as_3_idempotent_upserts(
+async def test_250_chunks_go_out_as_3_calls_of_the_save_function(
     store: SupabaseStore, api: respx.MockRouter
 ) -> None:
-    route = api.post("/rest/v1/conversation_chunks").respond(201)
-    await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[_chunk(n) for n in range(250)])
-    assert [len(_json(call.request)) for call in route.calls] == [100, 100, 50]
-    request = route.calls[0].request
-    assert request.headers["prefer"] == "resolution=merge-duplicates,return=minimal"
-    query = _query(request)
-    assert query["on_conflict"] == ["id"]
-    columns = query["columns"][0].split(",")
-    assert "embedding" not in columns
-    first = _json(request)[0]
-    assert set(first) == set(columns)
-    assert first["import_job_id"] == JOB
-    assert first["user_id"] == USER
+    route = api.post("/rest/v1/rpc/save_conversation_chunks").respond(200, json=100)
+    chunks = [_chunk(n) for n in range(250)]
+    await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[*chunks, chunks[7]])
+    bodies = [_json(call.request) for call in route.calls]
+    assert [len(body["p_rows"]) for body in bodies] == [100, 100, 50]  # the duplicate went
+    assert {(b["p_user_id"], b["p_job_id"]) for b in bodies} == {(USER, JOB)}
+    ids = [row["id"] for body in bodies for row in body["p_rows"]]
+    assert ids == sorted(ids)  # id order: concurrent writers lock rows in the same order
+    first = bodies[0]["p_rows"][0]
+    assert "embedding" not in first
+    assert not {"user_id", "import_job_id"} & set(first)  # set by the function
     assert first["created_at"] == "2026-03-01T12:00:00+00:00"
 
 
-async def test_delete_stale_and_count(store: SupabaseStore, api: respx.MockRouter) -> None:
-    delete = api.delete("/rest/v1/conversation_chunks").respond(
-        200, json=[{"id": "a"}, {"id": "b"}]
+async def test_a_conflict_on_the_save_is_retried_then_passes(
+    store: SupabaseStore, api: respx.MockRouter
+) -> None:
+    conflict = {"code": "23505", "message": "duplicate key", "details": None, "hint": None}
+    route = api.post("/rest/v1/rpc/save_conversation_chunks").mock(
+        side_effect=[httpx.Response(409, json=conflict), httpx.Response(200, json=1)]
+    )
+    await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[_chunk(1)])
+    assert route.call_count == 2
+
+
+async def test_commit_rollback_and_count(store: SupabaseStore, api: respx.MockRouter) -> None:
+    commit = api.post("/rest/v1/rpc/commit_conversation_chunks").respond(200, json=2)
+    rollback = api.post("/rest/v1/rpc/rollback_conversation_chunks").respond(
+        200, json={"removed": 3, "restored": 1}
     )
     count = api.get("/rest/v1/conversation_chunks").respond(
         200, json=[{"id": "a"}], headers={"Content-Range": "0-0/412"}
     )
-    assert await store.delete_stale_chunks(user_id=USER, job_id=JOB) == 2
-    assert _query(delete.calls.last.request) == {
-        "user_id": [f"eq.{USER}"],
-        "or": [f"(import_job_id.is.null,import_job_id.neq.{JOB})"],
-        "select": ["id"],
-    }
+    assert await store.commit_chunks(user_id=USER, job_id=JOB) == 2
+    assert _json(commit.calls.last.request) == {"p_user_id": USER, "p_job_id": JOB}
+    assert await store.rollback_chunks(user_id=USER, job_id=JOB) == (3, 1)
+    assert rollback.call_count == 1
     assert await store.count_chunks(USER) == 412
     assert count.calls.last.request.headers["prefer"] == "count=exact"
 
@@ -455,7 +463,7 @@ async def test_other_4xx_are_not_retried(store: SupabaseStore, api: respx.MockRo
     route = api.post("/rest/v1/rpc/requeue_job").respond(409, json=body)
     with pytest.raises(StoreError, match="active job"):
         await store.requeue_job(JOB)
-    bad = api.post("/rest/v1/conversation_chunks").respond(400, json={"code": "22P02"})
+    bad = api.post("/rest/v1/rpc/save_conversation_chunks").respond(400, json={"code": "22P02"})
     with pytest.raises(StoreError, match="22P02") as info:
         await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[_chunk(1)])
     assert not isinstance(info.value, StoreUnavailable)

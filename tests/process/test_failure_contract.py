@@ -183,7 +183,7 @@ def test_persistent_store_outage_fails_naming_the_table(
 ) -> None:
     backend = PostgresBackend(*postgres)
     backend.seed(USER_ID, STORAGE_PATH, small_export)
-    backend.server.outage(tables=("conversation_chunks",))
+    backend.server.outage(tables=("save_conversation_chunks",))
     settings = _settings(
         backend, simulator.base_url, receiver, max_attempts=2, supabase_max_retries=1
     )
@@ -203,23 +203,24 @@ def test_persistent_store_outage_fails_naming_the_table(
     assert len(worker.events("job.retry_scheduled")) == 1
 
 
-def test_a_job_past_its_time_limit_fails_naming_the_step(
+def test_a_job_that_stops_moving_fails_as_stalled_naming_the_step(
     tmp_path: Path, services: Services, receiver: WebhookReceiver, small_export: Path
 ) -> None:
     backend = LocalBackend(tmp_path / "data")
     backend.seed(USER_ID, STORAGE_PATH, small_export)
-    with running_simulator(SimulatorConfig(latency_s=0.5)) as sim:
-        settings = _settings(backend, sim.base_url, receiver, job_timeout_seconds=1.5)
+    # Every call hangs far past the stall limit: nothing moves.
+    with running_simulator(SimulatorConfig(latency_s=30)) as sim:
+        settings = _settings(backend, sim.base_url, receiver, job_stall_seconds=1.5)
         worker = services.start("worker", **settings)
-        job_id = backend.enqueue(USER_ID, STORAGE_PATH)
+        job_id = backend.enqueue(USER_ID, STORAGE_PATH, max_attempts=1)
         job = _finished(backend, job_id, worker)
     message = _assert_failed_for_good(
         backend,
         job_id,
         job,
         receiver,
-        prefix="extract_facts: JobTimedOut: ",
+        prefix="extract_facts: JobStalled: ",
         attempts=1,
         export=small_export,
     )
-    assert "timed out in extract_facts after 1.5 s" in message
+    assert "stalled in extract_facts: no progress for 0.025 min" in message

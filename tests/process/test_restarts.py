@@ -53,7 +53,7 @@ def _post_job(service: ServiceProcess) -> str:
 
 
 def _job(db: Path, job_id: str) -> dict[str, Any]:
-    columns = ("status", "current_step", "attempts", "lease_owner", "error_message")
+    columns = ("status", "current_step", "attempts", "lease_owner", "error_message", "note")
     rows = sqlite_rows(db, f"SELECT {', '.join(columns)} FROM processing_jobs WHERE id = ?", job_id)  # noqa: S608
     return dict(zip(columns, rows[0], strict=True))
 
@@ -192,10 +192,11 @@ def test_sigterm_mid_extraction_releases_then_completes(
     released, profile = _job(db, job_id), _profile(db)
     assert released == {
         "status": JobStatus.QUEUED.value,
-        "current_step": "extract_facts",
+        "current_step": None,  # back in the queue: in no step; the note says why it waits
         "attempts": 0,  # a release on shutdown is not a failed attempt
         "lease_owner": None,
         "error_message": None,
+        "note": "released at shutdown (a deploy or a restart); it resumes where it was",
     }
     assert profile["full_pass_status"] == "processing"
     assert profile["full_pass_error"] is None

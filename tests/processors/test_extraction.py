@@ -5,6 +5,7 @@ import hashlib
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -233,29 +234,51 @@ async def test_partial_failures_are_counted_not_fatal(store: CountingStore) -> N
     assert ledger.step("extract_facts").failures == {"refused": 1}
 
 
-async def test_too_many_failures_fail_the_step_with_counts(store: CountingStore) -> None:
-    failing = {
-        "chunk-1": LLMUnavailable("429"),
-        "chunk-2": LLMUnavailable("529"),
-        "chunk-3": LLMBadOutput("x"),
+async def test_unusable_replies_are_asked_again_then_counted_as_failed(
+    store: CountingStore,
+) -> None:
+    answers: dict[str, list[Any]] = {
+        "chunk-1": [LLMBadOutput("x"), []],  # unusable once: asked again, fine
+        "chunk-2": [LLMBadOutput("x"), LLMBadOutput("x")],
+        "chunk-3": [LLMRefused("no")],
     }
 
     def extract(request: ExtractionRequest) -> list[Fact] | Exception:
-        return failing.get(request.chunk_id, [])
+        script = answers.get(request.chunk_id, [[]])
+        value: list[Fact] | Exception = script.pop(0) if len(script) > 1 else script[0]
+        return value
 
+    llm = ScriptedLLM(extract=extract)
     with pytest.raises(PipelineError) as caught:
-        await run([make_chunk(i) for i in range(10)], ScriptedLLM(extract=extract), store)
+        await run([make_chunk(i) for i in range(10)], llm, store)
     assert caught.value.message == (
-        "3 of 10 chunks failed (1 bad output, 2 rate limited); above the 10% limit "
-        "— retry the job later"
+        "2 of 10 chunks failed (1 bad output, 1 refused); above the 10% limit — retry the job later"
     )
-    assert len(store.hashes_written) == 7  # the chunks that worked are not paid for again
+    assert llm.calls["extract_facts"] == 10 + 2  # chunks 1 and 2 were asked twice
+    assert len(store.hashes_written) == 8  # the chunks that worked are not paid for again
+
+
+async def test_a_chunk_the_provider_did_not_answer_is_never_dropped(store: CountingStore) -> None:
+    """Without the breaker to wait it out, an unanswered chunk fails the step, retryably."""
+
+    def extract(request: ExtractionRequest) -> list[Fact] | Exception:
+        if request.chunk_id == "chunk-4":
+            return LLMUnavailable("429", reason="rate limited")
+        return []
+
+    with pytest.raises(LLMUnavailable) as caught:
+        await run([make_chunk(i) for i in range(20)], ScriptedLLM(extract=extract), store)
+    assert caught.value.message.startswith(
+        "1 of 20 chunks could not be extracted because the provider did not answer (1 rate limited)"
+    )
+    assert caught.value.reason == "rate limited"
+    assert len(store.hashes_written) == 19
 
 
 async def test_sustained_rate_limiting_backs_off_to_one_in_flight(store: CountingStore) -> None:
-    llm = ScriptedLLM(extract=lambda r: LLMUnavailable("429"), latency=0.002)
-    with pytest.raises(PipelineError, match="40 of 40 chunks failed"):
-        await run([make_chunk(i) for i in range(40)], llm, store, concurrency=8, ratio=0.5)
+    llm = ScriptedLLM(extract=lambda r: LLMUnavailable("429", reason="rate limited"), latency=0.002)
+    with pytest.raises(LLMUnavailable, match="40 of 40 chunks could not be extracted"):
+        await run([make_chunk(i) for i in range(40)], llm, store, concurrency=8, ratio=1.0)
     assert max(llm.in_flight_log[:8]) == 8
     assert set(llm.in_flight_log[-10:]) == {1}
 

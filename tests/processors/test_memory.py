@@ -5,7 +5,7 @@ from datetime import date
 import pytest
 
 from app.domain import Fact, FactCategory
-from app.errors import LLMFatal, LLMUnavailable
+from app.errors import LLMBadOutput, LLMFatal, LLMUnavailable
 from app.ports import MemoryRequest
 from app.pricing import ModelPrice
 from app.processors.composing.consolidation import ConsolidatedFact
@@ -88,10 +88,20 @@ async def test_two_bad_replies_fall_back_to_the_rendering() -> None:
     assert "No data yet" not in out.markdown
 
 
-async def test_llm_errors_fall_back_but_fatal_propagates() -> None:
-    out = await generate_memory(
-        FACTS, llm=ScriptedLLM(memory=[LLMUnavailable("529")]), ledger=ledger()
-    )
+async def test_unusable_replies_fall_back_after_one_correction() -> None:
+    llm = ScriptedLLM(memory=[LLMBadOutput("cut at max_tokens")])
+    out = await generate_memory(FACTS, llm=llm, ledger=ledger())
     assert out.source == "fallback"
+    assert llm.calls["write_memory"] == 2
+    assert llm.requests["write_memory"][1].correction  # the second ask says what went wrong
+
+
+async def test_an_unavailable_provider_is_never_a_reason_to_fall_back() -> None:
+    """MEMORY from rules is for unusable replies only: an outage propagates (the breaker waits
+    it out; without one, the job retries) — it never silently becomes the fallback."""
+    unavailable = ScriptedLLM(memory=[LLMUnavailable("529", reason="overloaded")])
+    with pytest.raises(LLMUnavailable):
+        await generate_memory(FACTS, llm=unavailable, ledger=ledger())
+    assert unavailable.calls["write_memory"] == 1
     with pytest.raises(LLMFatal):
         await generate_memory(FACTS, llm=ScriptedLLM(memory=[LLMFatal("bad key")]), ledger=ledger())

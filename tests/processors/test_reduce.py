@@ -64,7 +64,6 @@ async def test_a_shrinking_model_reduces_under_budget() -> None:
         pytest.param(lambda r: list(r.facts), id="never-shrinks"),
         pytest.param(lambda r: [*r.facts, "One more."], id="grows"),
         pytest.param(lambda r: LLMBadOutput("not JSON"), id="broken-json"),
-        pytest.param(lambda r: LLMUnavailable("529"), id="unavailable"),
         pytest.param(lambda r: [], id="empty"),
     ],
 )
@@ -79,9 +78,14 @@ async def test_reduce_always_terminates_within_budget(behaviour) -> None:  # typ
     assert llm.calls["reduce_facts"] <= 7 * (400 // 60 + 1)
 
 
-async def test_fatal_error_propagates() -> None:
-    llm = ScriptedLLM(reduce=lambda r: LLMFatal("bad key"))
-    with pytest.raises(LLMFatal):
+@pytest.mark.parametrize(
+    "error", [LLMFatal("bad key"), LLMUnavailable("529", reason="overloaded")], ids=type
+)
+async def test_fatal_and_unavailable_propagate(error: Exception) -> None:
+    """An unavailable provider is waited out, never cut around: reduce does not keep its input
+    and carry on when the model did not answer."""
+    llm = ScriptedLLM(reduce=lambda r: error)
+    with pytest.raises(type(error)):
         await reduce_facts(facts(400), llm=llm, token_budget=1_000, ledger=ledger())
 
 

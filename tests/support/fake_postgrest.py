@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import httpx
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 __all__ = ["FakeSupabase"]
 
@@ -132,7 +133,9 @@ class FakeSupabase:
             query = sql.SQL("SELECT to_jsonb(r) FROM {} r").format(call)
         else:
             query = sql.SQL("SELECT to_jsonb({})").format(call)
-        row = self.conn.execute(query, args).fetchone()
+        # PostgREST hands a JSON object or array argument to a json/jsonb parameter as is.
+        params = {k: Jsonb(v) if isinstance(v, dict | list) else v for k, v in args.items()}
+        row = self.conn.execute(query, params).fetchone()
         return httpx.Response(200, json=row[0] if row else None)
 
     # --- tables ----------------------------------------------------------------------------

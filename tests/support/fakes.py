@@ -74,6 +74,9 @@ class ScriptedLLM:
         self.max_in_flight = 0
         self.in_flight_log: list[int] = []  # in flight at the start of each call
         self.closed = False
+        # What `probe()` does, in order (the last repeats): None answers, an exception raises.
+        self.probe_script: list[BaseException | None] = [None]
+        self.probes = 0
 
     @property
     def provider(self) -> str:
@@ -111,6 +114,12 @@ class ScriptedLLM:
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
         return await self._answer("write_sections", request)
+
+    async def probe(self) -> None:
+        outcome = self.probe_script[min(self.probes, len(self.probe_script) - 1)]
+        self.probes += 1
+        if outcome is not None:
+            raise outcome
 
     async def aclose(self) -> None:
         self.closed = True

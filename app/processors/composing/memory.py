@@ -3,7 +3,9 @@
 `generate_memory` asks the model once, checks the reply, asks once more with a correction when
 it is empty, placeholder-only, missing a heading, or says "no data" for a category that has
 facts, and otherwise falls back to `render_memory` — a deterministic rendering that is always
-right about which categories have facts.
+right about which categories have facts. The fallback is for replies that are unusable, never
+for a provider that is unavailable: `LLMUnavailable` propagates (the provider breaker waits such
+outages out before it could reach here; without it the job retries), as does `LLMFatal`.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 import structlog
 
 from app.domain import Fact, FactCategory
-from app.errors import LLMError, LLMFatal
+from app.errors import LLMError, LLMFatal, LLMUnavailable
 from app.ports import LLM, MemoryRequest
 from app.processors.composing.consolidation import ConsolidatedFact
 from app.processors.ledger import CostLedger
@@ -138,19 +140,26 @@ def to_plain_facts(facts: Sequence[AnyFact]) -> tuple[Fact, ...]:
 async def generate_memory(
     facts: Sequence[AnyFact], *, llm: LLM, ledger: CostLedger
 ) -> MemoryOutcome:
-    """One call (two at most); `LLMFatal` propagates, any other LLM error falls back."""
+    """One call (two at most). An unusable reply — or a request the model could not process —
+    gets one correction, then the deterministic rendering; `LLMFatal` and `LLMUnavailable`
+    propagate."""
     plain = to_plain_facts(facts)
     correction: str | None = None
     calls = 0
     for attempt in (1, 2):
         try:
             reply = await llm.write_memory(MemoryRequest(facts=plain, correction=correction))
-        except LLMFatal:
+        except (LLMFatal, LLMUnavailable):
             raise
         except LLMError as exc:
             ledger.record_failure(STEP, type(exc).__name__)
-            _log.warning("memory.llm_failed", attempt=attempt, error=type(exc).__name__)
-            break
+            _log.warning("memory.reply_unusable", attempt=attempt, error=type(exc).__name__)
+            correction = (
+                "Your previous reply could not be used. Write the MEMORY markdown with every "
+                f"heading in order; write the one line '{EMPTY_CATEGORY_LINE}' only under a "
+                "heading with no facts."
+            )
+            continue
         calls += 1
         ledger.record(STEP, reply.call)
         problems = memory_problems(reply.value, facts)

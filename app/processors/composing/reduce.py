@@ -5,8 +5,9 @@
    budget, not by the size of the export.
 3. Up to `max_levels` levels: each category's facts, in batches of `batch_size`, go to the model
    asking for half as many sentences. A batch's reply must be smaller (fewer estimated tokens)
-   than its input, else it is rejected and the input kept; any LLM error but `LLMFatal` keeps the
-   input too. A level that shrinks nothing ends the loop.
+   than its input, else it is rejected and the input kept; so does a batch the model could not
+   process. `LLMFatal` and `LLMUnavailable` propagate: an unavailable provider is waited out,
+   never cut around. A level that shrinks nothing ends the loop.
 4. A deterministic cut by priority — user signals first, then how often a fact was seen, then
    recency — down to the budget.
 """
@@ -21,7 +22,7 @@ from datetime import date
 import structlog
 
 from app.domain import FactCategory
-from app.errors import LLMError, LLMFatal
+from app.errors import LLMError, LLMFatal, LLMUnavailable
 from app.ports import LLM, ReduceRequest
 from app.processors.composing.consolidation import ConsolidatedFact, normalise_text
 from app.processors.ledger import CostLedger
@@ -96,8 +97,8 @@ async def _reduce_batch(
     async with gate:
         try:
             reply = await llm.reduce_facts(request)
-        except LLMFatal:
-            raise
+        except (LLMFatal, LLMUnavailable):
+            raise  # an unavailable provider is waited out (app/breaker.py), never cut around
         except LLMError as exc:
             ledger.record_failure(STEP, type(exc).__name__)
             _log.warning("reduce.batch_failed", category=category.value, error=type(exc).__name__)

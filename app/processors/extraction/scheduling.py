@@ -26,12 +26,12 @@ Outcome = Literal["ok", "unavailable", "failed", "fatal", "cancelled"]
 def failure_kind(exc: LLMError) -> str:
     """The words a failure is counted under (they appear in the step's error message)."""
     if isinstance(exc, LLMUnavailable):
-        return "rate limited"
+        return exc.reason
     if isinstance(exc, LLMBadOutput):
         return "bad output"
     if isinstance(exc, LLMRefused):
         return "refused"
-    return "other error"
+    return "rejected"
 
 
 class AdaptiveLimit:

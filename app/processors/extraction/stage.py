@@ -16,8 +16,15 @@ from datetime import date
 import structlog
 
 from app.domain import Chunk, Fact, UserSignal
-from app.errors import AppError, LLMError, LLMFatal, PipelineError
-from app.ports import LLM, ExtractionRequest, LLMCall, Store
+from app.errors import (
+    AppError,
+    LLMBadOutput,
+    LLMError,
+    LLMFatal,
+    LLMUnavailable,
+    PipelineError,
+)
+from app.ports import LLM, ExtractionRequest, LLMCall, LLMReply, Store
 from app.processors.extraction.scheduling import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
 from app.processors.extraction.text import (
     DEFAULT_ASSISTANT_CONTEXT_CHARS,
@@ -49,9 +56,13 @@ class ExtractionOutcome:
     chunks_total: int = 0
     chunks_cached: int = 0  # answered by the cache (or by an identical chunk earlier in this run)
     chunks_extracted: int = 0
-    chunks_failed: int = 0
+    chunks_failed: int = 0  # for a permanent, recorded reason (refused, unusable twice…)
     chunks_skipped: int = 0  # no words of the user's: no call
     failures_by_kind: dict[str, int] = field(default_factory=dict)
+    # Not extracted because the provider did not answer: never silently dropped — the step
+    # fails (the job retries, paying only for these) unless the LLM waits such outages out.
+    chunks_unextracted: int = 0
+    unextracted_by_kind: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     concurrency: int = 0
     signal_batches: int = 0
@@ -122,10 +133,12 @@ class _Run:
         expected_total: int | None,
         version: str,
         sink: FactSink | None,
+        on_progress: Callable[[], object] | None = None,
     ) -> None:
         self.user_id, self.llm, self.store, self.ledger = user_id, llm, store, ledger
         self.version = version
         self.sink = sink
+        self.on_progress = on_progress
         self.max_failure_ratio = max_failure_ratio
         self.expected_total = expected_total
         self.limit = AdaptiveLimit(concurrency)
@@ -176,11 +189,20 @@ class _Run:
         if len(self.done) >= 50:
             await self.flush()
 
+    async def _ask(self, unit: _Unit) -> LLMReply[list[Fact]]:
+        """One chunk's facts; a reply that could not be used is asked for once more."""
+        try:
+            return await self.llm.extract_facts(unit.request)
+        except LLMBadOutput as exc:
+            self.ledger.record_failure(STEP, "bad output, asked again")
+            _log.info("extract.asked_again", chunk_id=unit.request.chunk_id, error=exc.code)
+            return await self.llm.extract_facts(unit.request)
+
     async def _call(self, unit: _Unit) -> None:
         epoch = self.limit.epoch
         outcome: Outcome = "cancelled"
         try:
-            reply = await self.llm.extract_facts(unit.request)
+            reply = await self._ask(unit)
             outcome = "ok"
             self._record(unit, reply.value, reply.call)
             # Still inside the slot: calls in flight plus results not yet cached never exceed
@@ -189,10 +211,12 @@ class _Run:
         except LLMFatal as exc:
             outcome = "fatal"
             self._halt(exc)
+        except LLMUnavailable as exc:
+            outcome = "unavailable"
+            self._unextracted(unit.key, exc)
         except LLMError as exc:
-            kind = failure_kind(exc)
-            outcome = "unavailable" if kind == "rate limited" else "failed"
-            self._failed(unit.key, kind, exc)
+            outcome = "failed"
+            self._failed(unit.key, failure_kind(exc), exc)
         except Exception as exc:  # a bug or a store failure: stop the step, do not lose it
             outcome = "failed"
             self._halt(exc)
@@ -224,6 +248,8 @@ class _Run:
             if batch and self.sink is not None:
                 self.sink(batch)
         self.advanced.set()
+        if self.on_progress is not None:
+            self.on_progress()
 
     async def _write_through(self, key: str) -> None:
         """Cache one result as soon as it is paid for: a crash then loses only calls in flight."""
@@ -238,6 +264,28 @@ class _Run:
             _log.warning("extract.cache_write_deferred", error=type(exc).__name__)
             return
         self.done.pop(key, None)
+
+    def _unextracted(self, key: str, exc: LLMUnavailable) -> None:
+        waiting = self.inflight.pop(key, [])
+        for place, _ in waiting:
+            self._deliver(place, [])
+            self.out.chunks_unextracted += 1
+            kinds = self.out.unextracted_by_kind
+            kinds[exc.reason] = kinds.get(exc.reason, 0) + 1
+            self.ledger.record_failure(STEP, exc.reason)
+        _log.warning("extract.chunk_unextracted", reason=exc.reason)
+        total = max(self.expected_total or 0, self.out.chunks_total)
+        if self.out.chunks_unextracted > self.max_failure_ratio * total:
+            self._halt(self.unextracted_error(total))
+
+    def unextracted_error(self, total: int) -> LLMUnavailable:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.out.unextracted_by_kind.items()))
+        reason = max(self.out.unextracted_by_kind, key=self.out.unextracted_by_kind.__getitem__)
+        return LLMUnavailable(
+            f"{self.out.chunks_unextracted} of {total} chunks could not be extracted because "
+            f"the provider did not answer ({kinds}); the job is retried and pays only for them",
+            reason=reason,
+        )
 
     def _failed(self, key: str, kind: str, exc: LLMError) -> None:
         waiting = self.inflight.pop(key, [])
@@ -310,14 +358,19 @@ async def extract_facts(
     expected_total: int | None = None,
     extractor_version: str = EXTRACTOR_VERSION,
     sink: FactSink | None = None,
+    on_progress: Callable[[], object] | None = None,
 ) -> ExtractionOutcome:
     """Facts of every chunk (as they stream in) and of the user's signals, with provenance,
     handed to `sink` (in the pipeline `FactBook.add_all`) one result at a time, in stream order:
     nothing here keeps them. The outcome holds the counts.
 
-    Chunk failures are counted; the step fails (PipelineError) when more than
-    `max_failure_ratio` of all chunks failed. `LLMFatal` stops it at once. Whatever finished
-    before a stop is written to the cache first, so a retry does not pay for it again.
+    A chunk whose reply is unusable is asked for once more; one that still fails, or that the
+    model refuses, is counted as failed for that recorded reason, and the step fails
+    (PipelineError) when more than `max_failure_ratio` of all chunks failed so. A chunk the
+    provider did not answer (`LLMUnavailable`: only when the LLM does not wait outages out, see
+    app/breaker.py) is never dropped: the step fails with `LLMUnavailable`, retryable.
+    `LLMFatal` stops it at once. Whatever finished before a stop is written to the cache first,
+    so a retry does not pay for it again.
     """
     run = _Run(
         user_id=user_id,
@@ -329,6 +382,7 @@ async def extract_facts(
         expected_total=expected_total,
         version=extractor_version,
         sink=sink,
+        on_progress=on_progress,
     )
     _log.info("extract.started", concurrency=concurrency, extractor_version=extractor_version)
     feed = ChunkFeed(chunks, batch_size=lookup_batch)
@@ -369,12 +423,15 @@ async def extract_facts(
         cached=out.chunks_cached,
         extracted=out.chunks_extracted,
         failed=out.chunks_failed,
+        unextracted=out.chunks_unextracted,
         skipped=out.chunks_skipped,
         calls=out.calls,
         facts=out.facts_found,
         concurrency_end=run.limit.current,
         max_in_flight=run.limit.max_in_flight,
     )
+    if out.chunks_unextracted:
+        raise run.unextracted_error(out.chunks_total)
     if out.chunks_total and out.chunks_failed > max_failure_ratio * out.chunks_total:
         raise run.threshold_error(out.chunks_total)
     return out
