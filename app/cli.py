@@ -1,7 +1,7 @@
 """`python -m app <command>`: one entry point for people and for deploys.
 
 Exit codes: 0 success, 1 the work failed (a job failed, the store is unreachable), 2 bad usage or
-bad input (an unreadable export, an invalid setting).
+bad input (an unreadable export, an invalid setting), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3d0"
 DEMO_STORAGE_PATH = f"imports/{DEMO_USER_ID}/sample-export.json"
+_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _say(text: str) -> None:
@@ -97,9 +98,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Logs go to stderr, so stdout stays the command's own output (JSON for scripts); that holds
+    # from the start, for warnings about the settings themselves too.
+    configure_logging()
     try:
         settings = get_settings()
-        # Logs go to stderr, so stdout stays the command's own output (JSON for scripts).
         configure_logging(log_format=settings.log_format, level=settings.log_level)
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
@@ -115,7 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             if not args.verbose:  # the progress line is the display; events only when asked
                 configure_logging(log_format=settings.log_format, level="WARNING")
-            return asyncio.run(_process(settings, args.export, out=args.out, as_json=args.json))
+            try:
+                return asyncio.run(_process(settings, args.export, out=args.out, as_json=args.json))
+            except KeyboardInterrupt:
+                _error(
+                    "interrupted; the job went back to the queue: run the same command again "
+                    "to go on (chunks already extracted are not paid for twice)"
+                )
+                return _INTERRUPTED
         if args.command == "status":
             return asyncio.run(_status(settings, args.id))
         if args.command == "retry":
@@ -126,6 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AppError as exc:
         _error(exc.message)
         return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return _INTERRUPTED
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 

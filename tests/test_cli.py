@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,8 +18,10 @@ import pytest
 from app.adapters.local_store import LocalStore
 from app.cli import DEMO_STORAGE_PATH, DEMO_USER_ID, main
 from app.domain import JobStatus, NewJob
+from tests.support.messages_simulator import SimulatorConfig, running_simulator
 
-SAMPLES = Path(__file__).resolve().parents[1] / ".." / "shared" / "samples"
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / ".." / "shared" / "samples"
 
 
 @pytest.fixture
@@ -145,3 +154,148 @@ def test_process_bad_export_exits_2_and_writes_nothing(
     assert main(["process", str(bad), "--out", str(out)]) == 2
     assert "BadExport" in capsys.readouterr().err
     assert not out.exists()
+
+
+# --- configuration, as a person meets it -----------------------------------------------------
+
+
+def _cli(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m app ARGS` in `cwd` (where its `.env` is read), with only `env` set."""
+    return subprocess.run(
+        [sys.executable, "-m", "app", *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def _env(**settings: str) -> dict[str, str]:
+    kept = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TMPDIR") if k in os.environ}
+    return kept | {"PYTHONPATH": str(ROOT), **settings}
+
+
+def test_env_example_copied_as_it_is_runs_the_embedded_defaults(tmp_path: Path) -> None:
+    shutil.copyfile(ROOT / ".env.example", tmp_path / ".env")
+    inspected = _cli("inspect", str(SAMPLE), cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["conversations"] == 6
+    logged = [json.loads(line) for line in inspected.stderr.splitlines()]
+    assert {entry["level"] for entry in logged} == {"info"}  # no warning, no error
+    processed = _cli("process", str(SAMPLE), "--json", "--out", "ws", cwd=tmp_path)
+    assert processed.returncode == 0, processed.stderr
+    result = json.loads(processed.stdout)
+    # ANTHROPIC_API_KEY= and SUPABASE_URL= are empty: the offline provider on the local store.
+    assert (result["status"], result["job"]["llm_provider"]) == ("complete", "offline")
+    assert (tmp_path / "data" / "soulprint.db").is_file()
+
+
+def test_settings_warnings_go_to_stderr_and_stdout_stays_json(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("FACT_EXTRACTION_CONCURRENCY=99\nLOG_FORMAT=json\n")
+    inspected = _cli("inspect", str(SAMPLE), cwd=tmp_path)
+    assert inspected.returncode == 0, inspected.stderr
+    assert json.loads(inspected.stdout)["conversations"] == 6
+    warning = json.loads(inspected.stderr.splitlines()[0])
+    assert (warning["event"], warning["setting"], warning["using"]) == (
+        "config.invalid_value",
+        "FACT_EXTRACTION_CONCURRENCY",
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve"],
+        ["worker"],
+        ["inspect", str(SAMPLE)],
+        ["process", str(SAMPLE)],
+        ["status", DEMO_USER_ID],
+        ["retry", DEMO_USER_ID],
+        ["demo"],
+    ],
+    ids=lambda argv: argv[0],
+)
+def test_an_invalid_setting_is_one_line_and_exit_2_for_every_command(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+) -> None:
+    monkeypatch.setenv("LEASE_SECONDS", "abc")
+    assert main(argv) == 2
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err.splitlines() == [
+        "error: invalid setting: LEASE_SECONDS must be an integer, at least 1, not 'abc' "
+        "(set in the environment or .env; see .env.example)"
+    ]
+    assert not data_dir.exists()  # nothing was started
+
+
+def test_an_invalid_setting_in_dotenv_stops_serve_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("MAX_CONCURRENT_JOBS=lots\n")
+    served = _cli("serve", "--port", "9", cwd=tmp_path)
+    assert served.returncode == 2
+    assert served.stderr.splitlines() == [
+        "error: invalid setting: MAX_CONCURRENT_JOBS must be an integer from 1 to 16, not 'lots' "
+        "(set in the environment or .env; see .env.example)"
+    ]
+
+
+def test_ctrl_c_on_process_releases_the_job_promptly(tmp_path: Path) -> None:
+    """SIGINT mid-extraction: out within seconds (not the 20 s shutdown grace), one line, exit
+    130, and the job back on the queue with its attempt given back, ready for a re-run."""
+    data = tmp_path / "data"
+    with running_simulator(SimulatorConfig(latency_s=3.0)) as sim:
+        env = _env(
+            LOCAL_DATA_DIR=str(data), ANTHROPIC_API_KEY="sk-sim", ANTHROPIC_BASE_URL=sim.base_url
+        )
+        process = subprocess.Popen(
+            [sys.executable, "-m", "app", "process", str(SAMPLE), "--out", "ws"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            _wait_for_step(data / "soulprint.db", "extract_facts", process)
+            time.sleep(0.5)  # the first calls are out, answers are seconds away
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            out, err = process.communicate(timeout=30)
+            took = time.monotonic() - interrupted
+        finally:
+            process.kill()
+    assert process.returncode == 130, err
+    assert took < 3.0
+    assert out == ""
+    assert err.splitlines() == [
+        "error: interrupted; the job went back to the queue: run the same command again to go "
+        "on (chunks already extracted are not paid for twice)"
+    ]
+    with sqlite3.connect(data / "soulprint.db") as db:
+        jobs = db.execute(
+            "SELECT status, lease_owner, attempts, current_step FROM processing_jobs"
+        ).fetchall()
+    assert jobs == [("queued", None, 0, "extract_facts")]
+    assert not (tmp_path / "ws").exists()
+
+
+def _wait_for_step(db_path: Path, step: str, process: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if db_path.exists():
+            with sqlite3.connect(db_path) as db:
+                try:
+                    row = db.execute("SELECT current_step FROM processing_jobs").fetchone()
+                except sqlite3.OperationalError:  # the schema is still being created
+                    row = None
+            if row is not None and row[0] == step:
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"the job never reached {step}")
