@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from app.cache_cli import add_cache_commands, purge_fact_cache, validate_fact_cache
 from app.config import Settings, get_settings
 from app.domain import JobStatus
 from app.errors import AppError, BadExport, ConfigError
@@ -88,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="put a failed job back on the queue")
     retry.add_argument("job_id", help="the failed job's id")
 
+    add_cache_commands(commands)
+
     commands.add_parser(
         "demo",
         help="put the bundled sample export in the local store for a demo user and print the "
@@ -130,6 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(settings, args.id))
         if args.command == "retry":
             return asyncio.run(_retry(settings, args.job_id))
+        if args.command == "cache":
+            return asyncio.run(_cache(settings, args))
     except (ConfigError, BadExport) as exc:
         _error(exc.message)
         return 2
@@ -257,6 +262,24 @@ async def _retry(settings: Settings, job_id: str) -> int:
     finally:
         await store.aclose()
     _say(JobView.of(job).model_dump_json(indent=2))
+    return 0
+
+
+async def _cache(settings: Settings, args: argparse.Namespace) -> int:
+    from app.main import build_store
+
+    user_id = _uuid(args.user, "--user") if args.user else None
+    store = build_store(settings)
+    try:
+        if args.cache_command == "validate":
+            report = await validate_fact_cache(store, user_id=user_id)
+        else:
+            report = await purge_fact_cache(
+                store, user_id=user_id, stale=args.stale, everything=args.all
+            )
+    finally:
+        await store.aclose()
+    _say(json.dumps(report, indent=2))
     return 0
 
 

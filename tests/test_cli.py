@@ -11,14 +11,20 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from app.adapters.local_store import LocalStore
 from app.cli import DEMO_STORAGE_PATH, DEMO_USER_ID, main
 from app.domain import JobStatus, NewJob
+from app.processors.extraction.text import EXTRACTOR_VERSION
+from tests.support import pg
 from tests.support.messages_simulator import SimulatorConfig, running_simulator
+from tests.support.postgrest_server import running_postgrest
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / ".." / "shared" / "samples"
@@ -249,7 +255,7 @@ def test_ctrl_c_on_process_releases_the_job_promptly(tmp_path: Path) -> None:
     """SIGINT mid-extraction: out within seconds (not the 20 s shutdown grace), one line, exit
     130, and the job back on the queue with its attempt given back, ready for a re-run."""
     data = tmp_path / "data"
-    with running_simulator(SimulatorConfig(latency_s=3.0)) as sim:
+    with running_simulator(SimulatorConfig(latency_s=2.0)) as sim:
         env = _env(
             LOCAL_DATA_DIR=str(data), ANTHROPIC_API_KEY="sk-sim", ANTHROPIC_BASE_URL=sim.base_url
         )
@@ -299,3 +305,127 @@ def _wait_for_step(db_path: Path, step: str, process: subprocess.Popen[str]) -> 
                 return
         time.sleep(0.05)
     raise AssertionError(f"the job never reached {step}")
+
+
+# --- the fact cache --------------------------------------------------------------------------
+
+
+def _run_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    assert main(argv) == 0, capsys.readouterr().err
+    report: dict[str, Any] = json.loads(capsys.readouterr().out)
+    return report
+
+
+def test_a_corrupt_cache_entry_heals_on_the_next_run(
+    data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One unreadable entry used to fail every re-run (`extract_facts: JSONDecodeError`): now it
+    is a miss, its chunk is extracted again and the entry replaced."""
+    first = _run_json(["process", str(SAMPLE), "--json", "--out", str(tmp_path / "a")], capsys)
+    with sqlite3.connect(data_dir / "soulprint.db") as db:
+        db.execute(
+            'UPDATE fact_extraction_cache SET facts = \'[{"category": "Peo\''
+            " WHERE rowid = (SELECT min(rowid) FROM fact_extraction_cache)"
+        )
+    before = _run_json(["cache", "validate"], capsys)
+    assert (before["invalid"], before["invalid_by_reason"]) == (1, {"not_json": 1})
+    second = _run_json(["process", str(SAMPLE), "--json", "--out", str(tmp_path / "b")], capsys)
+    assert second["status"] == "complete"
+    assert first["job"]["stats"]["counts"]["extract_facts"]["calls"] > 1
+    assert second["job"]["stats"]["counts"]["extract_facts"]["calls"] == 1
+    after = _run_json(["cache", "validate"], capsys)
+    assert (after["entries"], after["invalid"]) == (before["entries"], 0)
+
+
+_USER_A = "aaaaaaaa-0000-4000-8000-000000000001"
+_USER_B = "bbbbbbbb-0000-4000-8000-000000000002"
+_OLD = "t0-retired"
+_GOOD = '[{"category": "People", "text": "Has a sister, Ana."}]'
+_CACHE = [
+    (_USER_A, "h1", EXTRACTOR_VERSION, _GOOD),
+    (_USER_A, "h2", _OLD, _GOOD),
+    (_USER_A, "h3", EXTRACTOR_VERSION, '[{"category": "Hobbies", "text": "x"}]'),
+    (_USER_A, "h4", _OLD, '[{"category": "People"}]'),
+    (_USER_B, "h1", EXTRACTOR_VERSION, _GOOD),
+    (_USER_B, "h5", EXTRACTOR_VERSION, '[{"category": "People", "text": "x", "date": "May"}]'),
+]
+
+
+@pytest.fixture(params=["local", pytest.param("supabase", marks=pytest.mark.postgres)])
+def seeded_cache(
+    request: pytest.FixtureRequest, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[str]:
+    """The entries of `_CACHE` in the local store, or in PostgreSQL behind the PostgREST
+    stand-in (SUPABASE_URL), written as raw rows."""
+    if request.param == "local":
+        asyncio.run(LocalStore(data_dir).aclose())  # creates the schema
+        with closing(sqlite3.connect(data_dir / "soulprint.db")) as db, db:
+            db.executemany(
+                "INSERT INTO fact_extraction_cache VALUES (?, ?, ?, ?, '2026-03-01')", _CACHE
+            )
+        yield "local"
+        return
+    with pg.temporary_database("soulprint_cache_cli") as conninfo:
+        pg.apply_migrations(conninfo)
+        with pg.connect(conninfo) as db:
+            for row in _CACHE:
+                db.execute(
+                    "INSERT INTO fact_extraction_cache"
+                    " (user_id, content_hash, extractor_version, facts) VALUES (%s, %s, %s, %s)",
+                    row,
+                )
+        with running_postgrest(conninfo, tmp_path / "storage") as server:
+            monkeypatch.setenv("SUPABASE_URL", server.base_url)
+            monkeypatch.setenv("SUPABASE_SERVICE_KEY", "cli-test-key")
+            yield "supabase"
+
+
+def test_cache_validate_counts_valid_invalid_and_stale(
+    seeded_cache: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    one = _run_json(["cache", "validate", "--user", _USER_A], capsys)
+    assert one == {
+        "user_id": _USER_A,
+        "current_extractor_version": EXTRACTOR_VERSION,
+        "entries": 4,
+        "valid": 2,
+        "invalid": 2,
+        "invalid_by_reason": {"missing_text": 1, "unknown_category": 1},
+        "stale": 2,
+        "by_extractor_version": {
+            EXTRACTOR_VERSION: {"entries": 2, "valid": 1, "invalid": 1},
+            _OLD: {"entries": 2, "valid": 1, "invalid": 1},
+        },
+    }
+    everyone = _run_json(["cache", "validate"], capsys)
+    assert (everyone["user_id"], everyone["entries"], everyone["valid"]) == (None, 6, 3)
+    assert everyone["invalid_by_reason"] == {
+        "bad_date": 1,
+        "missing_text": 1,
+        "unknown_category": 1,
+    }
+
+
+def test_cache_purge_removes_invalid_then_stale_then_all_of_a_user(
+    seeded_cache: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    purged = _run_json(["cache", "purge", "--user", _USER_A], capsys)
+    assert (purged["scanned"], purged["removed"], purged["kept"]) == (4, 2, 2)
+    assert purged["removed_by_reason"] == {"invalid": 2, "stale": 0, "all": 0}
+    stale = _run_json(["cache", "purge", "--stale"], capsys)
+    assert (stale["scanned"], stale["removed"], stale["kept"]) == (4, 2, 2)
+    assert stale["removed_by_reason"] == {"invalid": 1, "stale": 1, "all": 0}
+
+    assert main(["cache", "purge", "--all"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "error: --all deletes every entry of one user: name the user with --user UUID"
+    ]
+    wiped = _run_json(["cache", "purge", "--all", "--user", _USER_B], capsys)
+    assert (wiped["removed"], wiped["removed_by_reason"]["all"]) == (1, 1)
+    left = _run_json(["cache", "validate"], capsys)
+    assert (left["entries"], left["valid"], left["stale"]) == (1, 1, 0)
+
+
+def test_cache_needs_a_uuid_for_user(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["cache", "validate", "--user", "alice"]) == 2
+    assert capsys.readouterr().err == "error: --user must be a UUID, not 'alice'\n"
