@@ -1,7 +1,7 @@
 """`python -m app <command>`: one entry point for people and for deploys.
 
 Exit codes: 0 success, 1 the work failed (a job failed, the store is unreachable), 2 bad usage or
-bad input (an unreadable export, an invalid setting).
+bad input (an unreadable export, an invalid setting), 130 interrupted (Ctrl-C).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import structlog
 
+from app.cache_cli import add_cache_commands, purge_fact_cache, validate_fact_cache
 from app.config import Settings, get_settings
 from app.domain import JobStatus
 from app.errors import AppError, BadExport, ConfigError
@@ -30,6 +31,7 @@ log = structlog.get_logger(__name__)
 
 DEMO_USER_ID = "00000000-0000-4000-8000-00000000d3d0"
 DEMO_STORAGE_PATH = f"imports/{DEMO_USER_ID}/sample-export.json"
+_INTERRUPTED = 130  # 128 + SIGINT, as shells report a Ctrl-C
 
 
 def _say(text: str) -> None:
@@ -87,6 +89,8 @@ def _parser() -> argparse.ArgumentParser:
     retry = commands.add_parser("retry", help="put a failed job back on the queue")
     retry.add_argument("job_id", help="the failed job's id")
 
+    add_cache_commands(commands)
+
     commands.add_parser(
         "demo",
         help="put the bundled sample export in the local store for a demo user and print the "
@@ -97,9 +101,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # Logs go to stderr, so stdout stays the command's own output (JSON for scripts); that holds
+    # from the start, for warnings about the settings themselves too.
+    configure_logging()
     try:
         settings = get_settings()
-        # Logs go to stderr, so stdout stays the command's own output (JSON for scripts).
         configure_logging(log_format=settings.log_format, level=settings.log_level)
         if args.command == "serve":
             return _serve(settings, host=args.host, port=args.port)
@@ -115,17 +121,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             if not args.verbose:  # the progress line is the display; events only when asked
                 configure_logging(log_format=settings.log_format, level="WARNING")
-            return asyncio.run(_process(settings, args.export, out=args.out, as_json=args.json))
+            try:
+                return asyncio.run(_process(settings, args.export, out=args.out, as_json=args.json))
+            except KeyboardInterrupt:
+                _error(
+                    "interrupted; the job went back to the queue: run the same command again "
+                    "to go on (chunks already extracted are not paid for twice)"
+                )
+                return _INTERRUPTED
         if args.command == "status":
             return asyncio.run(_status(settings, args.id))
         if args.command == "retry":
             return asyncio.run(_retry(settings, args.job_id))
+        if args.command == "cache":
+            return asyncio.run(_cache(settings, args))
     except (ConfigError, BadExport) as exc:
         _error(exc.message)
         return 2
     except AppError as exc:
         _error(exc.message)
         return 1
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return _INTERRUPTED
     return 2  # pragma: no cover - argparse rejects unknown commands first
 
 
@@ -244,6 +262,24 @@ async def _retry(settings: Settings, job_id: str) -> int:
     finally:
         await store.aclose()
     _say(JobView.of(job).model_dump_json(indent=2))
+    return 0
+
+
+async def _cache(settings: Settings, args: argparse.Namespace) -> int:
+    from app.main import build_store
+
+    user_id = _uuid(args.user, "--user") if args.user else None
+    store = build_store(settings)
+    try:
+        if args.cache_command == "validate":
+            report = await validate_fact_cache(store, user_id=user_id)
+        else:
+            report = await purge_fact_cache(
+                store, user_id=user_id, stale=args.stale, everything=args.all
+            )
+    finally:
+        await store.aclose()
+    _say(json.dumps(report, indent=2))
     return 0
 
 

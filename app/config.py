@@ -1,7 +1,8 @@
 """Settings: the only place that reads the environment.
 
 Every value has a default that lets the service run on a fresh machine (local SQLite store, offline
-LLM provider). `.env.example` lists each one; keep the two in step.
+LLM provider). `.env.example` lists each one; keep the two in step. An empty variable, in the
+environment or in `.env`, means unset: `.env.example` copied as it is runs the defaults.
 """
 
 from __future__ import annotations
@@ -11,19 +12,33 @@ from pathlib import Path
 from typing import Any, Literal
 
 import structlog
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
+
+from app.config_errors import explain_invalid_settings
+from app.errors import ConfigError
 
 __all__ = ["DEFAULT_CONCURRENCY", "Settings", "get_settings"]
 
 DEFAULT_CONCURRENCY = 3
 _CONCURRENCY_RANGE = range(1, 51)
+# Settings whose mere presence selects a backend or a behaviour: blank must mean unset.
+_BLANK_IS_UNSET = (
+    "supabase_url",
+    "supabase_service_key",
+    "anthropic_api_key",
+    "anthropic_base_url",
+    "rlm_api_key",
+    "alert_webhook",
+)
 
 _log = structlog.get_logger(__name__)
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", validate_default=True)
+    model_config = SettingsConfigDict(
+        env_file=".env", env_ignore_empty=True, extra="ignore", validate_default=True
+    )
 
     # --- backends -------------------------------------------------------------------------
     supabase_url: str | None = None
@@ -90,6 +105,15 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20, ge=0, le=290)
     alert_webhook: SecretStr | None = None
 
+    @field_validator(*_BLANK_IS_UNSET, mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: Any) -> Any:
+        """A blank key or URL passed in code (`SecretStr("")`, `"  "`) must not select a backend."""
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, str) and not raw.strip():
+            return None
+        return value
+
     @field_validator("fact_extraction_concurrency", mode="before")
     @classmethod
     def _lenient_concurrency(cls, value: Any) -> int:
@@ -124,4 +148,9 @@ class Settings(BaseSettings):
 
 @lru_cache
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment and `.env`; an invalid one is a `ConfigError` that says
+    which variable, what it accepts and (unless it is a secret) what it was."""
+    try:
+        return Settings()
+    except (ValidationError, SettingsError) as exc:
+        raise ConfigError(explain_invalid_settings(exc, Settings.model_fields)) from None

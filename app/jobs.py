@@ -135,16 +135,18 @@ class JobRunner:
         slots = self.settings.max_concurrent_jobs
         log.info("runner.started", worker_id=self.worker_id, slots=slots)
 
-    async def stop(self) -> None:
-        """Stop claiming; give running jobs the grace period; then release what is left."""
+    async def stop(self, *, grace: float | None = None) -> None:
+        """Stop claiming; give running jobs the grace period (SHUTDOWN_GRACE_SECONDS unless
+        `grace` says otherwise: 0 on Ctrl-C); then release what is left to the queue."""
         self._stopping.set()
         if self._loop_task is not None:
             await self._loop_task
         if self._running:
             log.info("runner.draining", jobs=len(self._running))
-            _, pending = await asyncio.wait(
-                self._running, timeout=self.settings.shutdown_grace_seconds
-            )
+            wait = self.settings.shutdown_grace_seconds if grace is None else grace
+            pending = set(self._running)
+            if wait > 0:
+                _, pending = await asyncio.wait(pending, timeout=wait)
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)

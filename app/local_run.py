@@ -23,6 +23,7 @@ from app.adapters.local_store import LocalStore
 from app.config import Settings
 from app.domain import SECTION_NAMES, Job, JobStatus, NewJob
 from app.errors import AppError
+from app.jobs import JobRunner
 from app.main import build_guarded_llm, build_runner
 from app.metrics import REGISTRY
 from app.sections import SectionSet
@@ -110,8 +111,14 @@ async def process_export(
             runner.start()
             try:
                 job = await _wait(store, job.id, display)
-            finally:
+            except asyncio.CancelledError:
+                display.close()
+                await _stop_now(runner)
+                raise
+            except BaseException:
                 await runner.stop()
+                raise
+            await runner.stop()
         display.close()
         files = await _workspace(store, user_id) if job.status is JobStatus.COMPLETE else {}
     finally:
@@ -120,6 +127,13 @@ async def process_export(
     if files and out_dir is not None:
         write_workspace(out_dir, files)
     return ProcessResult(job=job, files=files, out_dir=out_dir if files else None)
+
+
+async def _stop_now(runner: JobRunner) -> None:
+    """Ctrl-C: the person wants the terminal back, not the service's shutdown grace. Running work
+    is cancelled at once and the runner releases its job to the queue (attempt not counted), so
+    running the command again resumes it from the fact cache."""
+    await runner.stop(grace=0)
 
 
 async def _wait(store: LocalStore, job_id: str, display: _Progress) -> Job:

@@ -7,7 +7,7 @@ Tests use the real local store or fakes that implement the whole protocol.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -20,6 +20,8 @@ __all__ = [
     "LLM",
     "ExportSource",
     "ExtractionRequest",
+    "FactCacheEntry",
+    "FactCacheKey",
     "LLMCall",
     "LLMReply",
     "LLMUsage",
@@ -167,12 +169,48 @@ class Store(ExportSource, Protocol):
     async def get_cached_facts(
         self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
     ) -> dict[str, list[Fact]]:
-        """Facts already extracted for these chunk contents (missing hashes are absent)."""
+        """Facts already extracted for these chunk contents (missing hashes are absent).
+
+        An entry whose facts do not decode is absent too (a miss, logged as
+        `fact_cache.invalid_entry`), so the chunk is extracted again and the entry replaced.
+        """
         ...
 
     async def put_cached_facts(
         self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
-    ) -> None: ...
+    ) -> None:
+        """Upsert: an entry for the same key (an invalid one included) is replaced."""
+        ...
+
+    def scan_fact_cache(
+        self, *, user_id: str | None = None, page_size: int = 500
+    ) -> AsyncIterator[list[FactCacheEntry]]:
+        """Every entry (of one user, or of all users) in key order, one bounded read per page,
+        each saying whether its facts decode. Deleting entries already seen does not disturb it."""
+        ...
+
+    async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
+        """Delete these entries in bounded batches; returns how many there were."""
+        ...
+
+
+# --- fact cache entries (for scans and repairs: `python -m app cache`) ----------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FactCacheKey:
+    user_id: str
+    content_hash: str
+    extractor_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class FactCacheEntry:
+    """One cached entry as a scan sees it: its key, and why its facts are unusable (`problem`,
+    a kind such as `not_json` or `unknown_category`; None when they decode)."""
+
+    key: FactCacheKey
+    problem: str | None = None
 
 
 # --- LLM -----------------------------------------------------------------------------------

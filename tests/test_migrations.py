@@ -379,7 +379,10 @@ def test_finish_requeue_and_release(db: Conn) -> None:
 
 
 def test_migrations_extend_tables_the_product_already_has() -> None:
-    """Production already has conversation_chunks (with `embedding`) and older processing_jobs."""
+    """Production already has conversation_chunks (with `embedding`) and older processing_jobs,
+    whose rows may hold statuses and progress of the earlier service: the checks are added
+    NOT VALID, so those rows neither abort the migration nor get rewritten, and new writes are
+    checked."""
     with pg.temporary_database("soulprint_legacy") as conninfo:
         with psycopg.connect(conninfo, autocommit=True) as conn:
             conn.execute(pg.STUB_SQL.read_text())  # type: ignore[arg-type]
@@ -393,6 +396,9 @@ def test_migrations_extend_tables_the_product_already_has() -> None:
                 " created_at timestamptz NOT NULL DEFAULT now());"
                 "INSERT INTO conversation_chunks (id, user_id, content, embedding)"
                 " VALUES (gen_random_uuid(), gen_random_uuid(), 'x', '[0.1]');"
+                "INSERT INTO processing_jobs (user_id, status, storage_path, progress) VALUES"
+                " (gen_random_uuid(), 'processing', 'imports/a/old.json', 40),"
+                " (gen_random_uuid(), 'completed', 'imports/b/old.json', 250);"
             )
         pg.apply_migrations(conninfo, stub=False)
         pg.apply_migrations(conninfo, stub=False)
@@ -406,4 +412,27 @@ def test_migrations_extend_tables_the_product_already_has() -> None:
             assert created
             assert job["lease_owner"] is None
             assert job["max_attempts"] == 3
-            assert _claim(conn, "w") is not None
+            claimed = _claim(conn, "w")
+            assert claimed is not None
+            assert claimed["id"] == str(job["id"])  # never a legacy row
+            legacy = conn.execute(
+                "SELECT status, progress FROM processing_jobs WHERE id <> %s ORDER BY status",
+                (job["id"],),
+            ).fetchall()
+            assert [(r["status"], r["progress"]) for r in legacy] == [
+                ("completed", 250),
+                ("processing", 40),
+            ]
+            checks = conn.execute(
+                "SELECT conname, convalidated FROM pg_constraint"
+                " WHERE conrelid = 'public.processing_jobs'::regclass AND contype = 'c'"
+                " ORDER BY conname"
+            ).fetchall()
+            assert [(c["conname"], c["convalidated"]) for c in checks] == [
+                ("processing_jobs_progress_check", False),
+                ("processing_jobs_status_check", False),
+            ]
+            with pytest.raises(psycopg.errors.CheckViolation):
+                conn.execute(
+                    "UPDATE processing_jobs SET status = 'pending' WHERE id = %s", (job["id"],)
+                )

@@ -14,12 +14,14 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.adapters.fact_cache import PAGE_SIZE
+from app.adapters.local_fact_cache import LocalFactCache
 from app.adapters.rows import chunk_row, job_from_row
 from app.domain import (
     PROFILE_COLUMNS,
@@ -28,11 +30,9 @@ from app.domain import (
     Job,
     JobStatus,
     NewJob,
-    fact_from_json,
-    fact_to_json,
 )
 from app.errors import ExportNotFound, JobConflict, JobNotFound, ProfileNotFound, StoreError
-from app.ports import JOB_UPDATABLE_COLUMNS
+from app.ports import JOB_UPDATABLE_COLUMNS, FactCacheEntry, FactCacheKey
 
 __all__ = ["LocalStore"]
 
@@ -95,6 +95,7 @@ class LocalStore:
         schema = resources.files("app.adapters").joinpath("local_schema.sql").read_text()
         self._conn.executescript(schema)
         _add_missing_columns(self._conn, schema)
+        self._fact_cache = LocalFactCache(run=self._run, write=self._write)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -490,47 +491,26 @@ class LocalStore:
         row = await self._run(lambda conn: conn.execute(sql, (user_id,)).fetchone())
         return int(row[0])
 
-    # --- fact cache ------------------------------------------------------------------------
+    # --- fact cache (app/adapters/local_fact_cache.py) --------------------------------------
 
     async def get_cached_facts(
         self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
     ) -> dict[str, list[Fact]]:
-        hashes = list(dict.fromkeys(content_hashes))
-        if not hashes:
-            return {}
-
-        def read(conn: sqlite3.Connection) -> list[sqlite3.Row]:
-            found: list[sqlite3.Row] = []
-            for start in range(0, len(hashes), 500):
-                batch = hashes[start : start + 500]
-                marks = ", ".join("?" for _ in batch)
-                found += conn.execute(
-                    "SELECT content_hash, facts FROM fact_extraction_cache"  # noqa: S608
-                    f" WHERE user_id = ? AND extractor_version = ? AND content_hash IN ({marks})",
-                    (user_id, extractor_version, *batch),
-                ).fetchall()
-            return found
-
-        rows = await self._run(read)
-        return {
-            row["content_hash"]: [fact_from_json(item) for item in json.loads(row["facts"])]
-            for row in rows
-        }
+        return await self._fact_cache.get(
+            user_id=user_id, extractor_version=extractor_version, content_hashes=content_hashes
+        )
 
     async def put_cached_facts(
         self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
     ) -> None:
-        if not entries:
-            return
-        now = _ts(_now())
-        params = [
-            (user_id, digest, extractor_version, json.dumps([fact_to_json(f) for f in facts]), now)
-            for digest, facts in entries.items()
-        ]
-        sql = (
-            "INSERT INTO fact_extraction_cache"
-            " (user_id, content_hash, extractor_version, facts, created_at)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, content_hash, extractor_version)"
-            " DO UPDATE SET facts = excluded.facts, created_at = excluded.created_at"
+        await self._fact_cache.put(
+            user_id=user_id, extractor_version=extractor_version, entries=entries
         )
-        await self._write(lambda conn: conn.executemany(sql, params).close())
+
+    def scan_fact_cache(
+        self, *, user_id: str | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[list[FactCacheEntry]]:
+        return self._fact_cache.scan(user_id=user_id, page_size=page_size)
+
+    async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
+        return await self._fact_cache.delete(keys)

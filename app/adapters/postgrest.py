@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -19,7 +19,14 @@ import structlog
 
 from app.errors import ExportNotFound, StoreError, StoreUnavailable
 
-__all__ = ["PostgrestError", "SupabaseHttp", "error_from_response", "is_transient"]
+__all__ = [
+    "PostgrestError",
+    "SupabaseHttp",
+    "error_from_response",
+    "is_transient",
+    "quoted",
+    "quoted_list",
+]
 
 _log = structlog.get_logger(__name__)
 _TRANSIENT_CODES = frozenset({"PGRST000", "PGRST001", "PGRST002", "PGRST003"})
@@ -33,6 +40,17 @@ class PostgrestError(StoreError):
     def __init__(self, message: str, *, table: str, vendor_code: str) -> None:
         super().__init__(message, table=table)
         self.vendor_code = vendor_code
+
+
+def quoted(value: str) -> str:
+    """A filter value in double quotes, so commas, dots or parentheses in it cannot split an
+    `in.(...)` list or an `or=(...)` tree."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def quoted_list(values: Sequence[str]) -> str:
+    """`in.(...)` with every value double-quoted."""
+    return "(" + ",".join(quoted(value) for value in values) + ")"
 
 
 def _body(response: httpx.Response) -> dict[str, Any]:

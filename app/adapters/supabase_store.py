@@ -8,9 +8,8 @@ in supabase/migrations, which hold the queue's guarantees (leases, SKIP LOCKED, 
 from __future__ import annotations
 
 import asyncio
-import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +18,10 @@ from urllib.parse import quote
 
 import httpx
 
+from app.adapters.fact_cache import PAGE_SIZE
 from app.adapters.postgrest import PostgrestError, SupabaseHttp
 from app.adapters.rows import chunk_row, job_from_row
+from app.adapters.supabase_fact_cache import SupabaseFactCache
 from app.config import Settings
 from app.domain import (
     PROFILE_COLUMNS,
@@ -29,8 +30,6 @@ from app.domain import (
     Job,
     JobStatus,
     NewJob,
-    fact_from_json,
-    fact_to_json,
 )
 from app.errors import (
     ConfigError,
@@ -40,7 +39,7 @@ from app.errors import (
     StoreError,
     StoreUnavailable,
 )
-from app.ports import JOB_UPDATABLE_COLUMNS
+from app.ports import JOB_UPDATABLE_COLUMNS, FactCacheEntry, FactCacheKey
 
 __all__ = ["PROFILE_STATUS_COLUMNS", "SupabaseStore"]
 
@@ -50,10 +49,6 @@ PROFILE_STATUS_COLUMNS = (
     "full_pass_completed_at",
     "full_pass_error",
 )
-# In-list filters travel in the URL: 100 hashes of 64 hex chars keep it near 7 KB, and a batch
-# can never reach PostgREST's silent 1,000-row cap (the key makes each hash match one row).
-_HASHES_PER_READ = 100
-_FACT_CACHE_KEY = "user_id,content_hash,extractor_version"
 _WRITE_BLOCK = 1024 * 1024
 # Columns `save_conversation_chunks` sets itself (from its arguments), not from the rows.
 _SET_BY_FUNCTION = frozenset({"user_id", "import_job_id"})
@@ -75,12 +70,6 @@ def _is_uuid(value: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _quoted_list(values: Sequence[str]) -> str:
-    """`in.(...)` with every value double-quoted, so commas or parentheses cannot split it."""
-    items = (v.replace("\\", "\\\\").replace('"', '\\"') for v in values)
-    return "(" + ",".join(f'"{item}"' for item in items) + ")"
 
 
 def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table: str) -> None:
@@ -113,6 +102,7 @@ class SupabaseStore:
             retry_base_delay=retry_base_delay,
         )
         self._batch = chunk_batch_size
+        self._fact_cache = SupabaseFactCache(self._http, batch_size=chunk_batch_size)
         self._owns_client = owns_client
 
     @classmethod
@@ -404,46 +394,29 @@ class SupabaseStore:
             raise StoreError(f"{table}: count came back without a total ({total!r})", table=table)
         return int(total)
 
-    # --- fact cache ------------------------------------------------------------------------
+    # --- fact cache (app/adapters/supabase_fact_cache.py) -----------------------------------
 
     async def get_cached_facts(
         self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
     ) -> dict[str, list[Fact]]:
-        hashes = list(dict.fromkeys(content_hashes))
-        found: dict[str, list[Fact]] = {}
-        for start in range(0, len(hashes), _HASHES_PER_READ):
-            rows = await self._select(
-                "fact_extraction_cache",
-                {
-                    "user_id": f"eq.{user_id}",
-                    "extractor_version": f"eq.{extractor_version}",
-                    "content_hash": f"in.{_quoted_list(hashes[start : start + _HASHES_PER_READ])}",
-                    "select": "content_hash,facts",
-                },
-            )
-            for row in rows:
-                facts = row["facts"]
-                items = json.loads(facts) if isinstance(facts, str) else facts
-                found[row["content_hash"]] = [fact_from_json(item) for item in items]
-        return found
+        return await self._fact_cache.get(
+            user_id=user_id, extractor_version=extractor_version, content_hashes=content_hashes
+        )
 
     async def put_cached_facts(
         self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
     ) -> None:
-        now = datetime.now(UTC).isoformat()
-        rows = [
-            {
-                "user_id": user_id,
-                "content_hash": content_hash,
-                "extractor_version": extractor_version,
-                "facts": [fact_to_json(f) for f in facts],
-                "created_at": now,
-            }
-            for content_hash, facts in entries.items()
-        ]
-        for start in range(0, len(rows), self._batch):
-            batch = rows[start : start + self._batch]
-            await self._upsert("fact_extraction_cache", on_conflict=_FACT_CACHE_KEY, rows=batch)
+        await self._fact_cache.put(
+            user_id=user_id, extractor_version=extractor_version, entries=entries
+        )
+
+    def scan_fact_cache(
+        self, *, user_id: str | None = None, page_size: int = PAGE_SIZE
+    ) -> AsyncIterator[list[FactCacheEntry]]:
+        return self._fact_cache.scan(user_id=user_id, page_size=page_size)
+
+    async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
+        return await self._fact_cache.delete(keys)
 
     # --- exports ---------------------------------------------------------------------------
 

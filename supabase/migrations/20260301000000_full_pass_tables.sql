@@ -94,6 +94,8 @@ ALTER TABLE public.processing_jobs
     ADD COLUMN IF NOT EXISTS started_at timestamptz,
     ADD COLUMN IF NOT EXISTS completed_at timestamptz;
 
+-- NOT VALID, as for user_profiles: a product table may hold rows with other statuses (the earlier
+-- service's); they are neither rejected nor rewritten, and the queue never claims them.
 DO $$
 BEGIN
     IF NOT EXISTS (
@@ -103,7 +105,7 @@ BEGIN
     ) THEN
         ALTER TABLE public.processing_jobs
             ADD CONSTRAINT processing_jobs_status_check
-            CHECK (status IN ('queued', 'running', 'complete', 'failed'));
+            CHECK (status IN ('queued', 'running', 'complete', 'failed')) NOT VALID;
     END IF;
     IF NOT EXISTS (
         SELECT 1 FROM pg_constraint
@@ -111,7 +113,7 @@ BEGIN
           AND conrelid = 'public.processing_jobs'::regclass
     ) THEN
         ALTER TABLE public.processing_jobs
-            ADD CONSTRAINT processing_jobs_progress_check CHECK (progress BETWEEN 0 AND 100);
+            ADD CONSTRAINT processing_jobs_progress_check CHECK (progress BETWEEN 0 AND 100) NOT VALID;
     END IF;
 END
 $$;

@@ -4,8 +4,10 @@ and `SupabaseStore` (over respx + fake_postgrest, on the migrated real PostgreSQ
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +32,9 @@ class StoreHarness:
     store: Store
     add_profile: Callable[[str], Awaitable[None]]
     put_export: Callable[[str, Path], None]
+    # (user_id, content_hash, extractor_version, facts as JSON text): a row as another writer,
+    # an older version or a bug may have left it, bypassing the store's own encoding.
+    put_raw_cache_entry: Callable[[str, str, str, str], None]
 
 
 @pytest.fixture(scope="session")
@@ -45,7 +50,16 @@ async def _local(tmp_path: Path) -> AsyncIterator[StoreHarness]:
     def put(storage_path: str, source: Path) -> None:
         store.put_export(storage_path, source)
 
-    yield StoreHarness(store=store, add_profile=store.ensure_profile, put_export=put)
+    def put_raw(user_id: str, content_hash: str, version: str, facts: str) -> None:
+        with closing(sqlite3.connect(store.db_path)) as db, db:
+            db.execute(
+                "INSERT INTO fact_extraction_cache VALUES (?, ?, ?, ?, '2026-03-01T00:00:00')",
+                (user_id, content_hash, version, facts),
+            )
+
+    yield StoreHarness(
+        store=store, add_profile=store.ensure_profile, put_export=put, put_raw_cache_entry=put_raw
+    )
     await store.aclose()
 
 
@@ -66,13 +80,26 @@ async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
+    def put_raw(user_id: str, content_hash: str, version: str, facts: str) -> None:
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(
+                "INSERT INTO fact_extraction_cache"
+                " (user_id, content_hash, extractor_version, facts) VALUES (%s, %s, %s, %s::jsonb)",
+                (user_id, content_hash, version, facts),
+            )
+
     with respx.mock(base_url=_URL, assert_all_called=False) as router:
         router.route().mock(side_effect=fake)
         async with httpx.AsyncClient() as client:
             store = SupabaseStore(
                 client, url=_URL, service_key="contract-key", max_retries=0, retry_base_delay=0
             )
-            yield StoreHarness(store=store, add_profile=add_profile, put_export=put_export)
+            yield StoreHarness(
+                store=store,
+                add_profile=add_profile,
+                put_export=put_export,
+                put_raw_cache_entry=put_raw,
+            )
             await store.aclose()
     fake.close()
 

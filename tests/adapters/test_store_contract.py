@@ -9,10 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from app.adapters.rows import parse_timestamp
 from app.domain import Chunk, Fact, FactCategory, JobStatus, NewJob
 from app.errors import ExportNotFound, JobNotFound, ProfileNotFound, StoreError
+from app.ports import FactCacheEntry, FactCacheKey, Store
 from tests.adapters.conftest import StoreHarness
 
 pytestmark = pytest.mark.postgres
@@ -309,6 +311,117 @@ async def test_fact_cache_roundtrip_by_user_and_extractor_version(harness: Store
         await store.get_cached_facts(user_id=_user(), extractor_version="x1", content_hashes=["h0"])
         == {}
     )
+
+
+# The ways an entry can fail to decode that both stores can hold (PostgreSQL's jsonb always
+# parses; an entry that is not JSON at all is the local store's own test).
+_CORRUPT = {
+    "unknown_category": '[{"category": "Hobbies", "text": "secret words"}]',
+    "missing_text": '[{"category": "People"}]',
+    "bad_date": '[{"category": "People", "text": "secret words", "date": "last spring"}]',
+    "not_a_list": '{"category": "People", "text": "secret words"}',
+    "not_an_object": '["secret words"]',
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_CORRUPT))
+async def test_an_entry_that_does_not_decode_is_a_logged_miss_then_replaced(
+    harness: StoreHarness, kind: str
+) -> None:
+    store, user = harness.store, _user()
+    good = [Fact(category=FactCategory.PEOPLE, text="Has a sister, Ana.")]
+    await store.put_cached_facts(user_id=user, extractor_version="x1", entries={"good": good})
+    bad_hash = "b" * 64
+    harness.put_raw_cache_entry(user, bad_hash, "x1", _CORRUPT[kind])
+    with capture_logs() as logs:
+        got = await store.get_cached_facts(
+            user_id=user, extractor_version="x1", content_hashes=["good", bad_hash]
+        )
+    assert got == {"good": good}
+    assert logs == [
+        {
+            "event": "fact_cache.invalid_entry",
+            "log_level": "warning",
+            "user_id": user,
+            "content_hash": "b" * 12,
+            "extractor_version": "x1",
+            "reason": kind,
+        }
+    ]
+    assert "secret words" not in repr(logs)
+    # Extracted again, the chunk's entry is replaced and read back.
+    fresh = [Fact(category=FactCategory.PROJECTS, text="Builds a kiln.", date=date(2025, 1, 2))]
+    await store.put_cached_facts(user_id=user, extractor_version="x1", entries={bad_hash: fresh})
+    again = await store.get_cached_facts(
+        user_id=user, extractor_version="x1", content_hashes=[bad_hash]
+    )
+    assert again == {bad_hash: fresh}
+
+
+async def _scan(store: Store, **kw: object) -> list[list[FactCacheEntry]]:
+    return [page async for page in store.scan_fact_cache(**kw)]  # type: ignore[arg-type]
+
+
+async def test_scan_pages_through_every_entry_in_key_order(harness: StoreHarness) -> None:
+    store = harness.store
+    first, second = sorted([_user(), _user()])
+    fact = [Fact(category=FactCategory.ABOUT_ME, text="Lives in Porto.")]
+    for version in ("x1", "x2"):
+        entries = {f"h{n:02d}": fact for n in range(12)}
+        await store.put_cached_facts(user_id=first, extractor_version=version, entries=entries)
+    await store.put_cached_facts(user_id=second, extractor_version="x2", entries={"h00": fact})
+    harness.put_raw_cache_entry(first, "h05x", "x2", _CORRUPT["unknown_category"])
+    harness.put_raw_cache_entry(second, "h99", "x1", _CORRUPT["missing_text"])
+
+    pages = await _scan(store, user_id=first, page_size=5)
+    assert [len(page) for page in pages] == [5, 5, 5, 5, 5]
+    keys = [(e.key.content_hash, e.key.extractor_version) for page in pages for e in page]
+    assert keys == sorted(keys)
+    assert len(keys) == 25
+    assert {e.key.user_id for page in pages for e in page} == {first}
+    problems = {e.key.content_hash: e.problem for page in pages for e in page if e.problem}
+    assert problems == {"h05x": "unknown_category"}
+
+    everyone = [e for page in await _scan(store, page_size=4) for e in page]
+    assert [e.key for e in everyone] == sorted(
+        (e.key for e in everyone),
+        key=lambda k: (k.user_id, k.content_hash, k.extractor_version),
+    )
+    assert len(everyone) == 27
+    assert [(e.key.content_hash, e.problem) for e in everyone if e.key.user_id == second] == [
+        ("h00", None),
+        ("h99", "missing_text"),
+    ]
+    assert await _scan(store, user_id=_user()) == []
+
+
+async def test_scan_reads_past_a_server_row_cap(harness: StoreHarness) -> None:
+    """PostgREST silently caps a read at 1,000 rows: a page asked for more is short but is not
+    the last; nothing may be skipped."""
+    store, user = harness.store, _user()
+    entries = {f"h{n:04d}": [] for n in range(1_050)}
+    await store.put_cached_facts(user_id=user, extractor_version="x1", entries=entries)
+    pages = await _scan(store, user_id=user, page_size=5_000)
+    assert sum(len(page) for page in pages) == 1_050
+    assert {e.key.content_hash for page in pages for e in page} == set(entries)
+
+
+async def test_delete_entries_by_key_in_batches(harness: StoreHarness) -> None:
+    store, user, other = harness.store, _user(), _user()
+    fact = [Fact(category=FactCategory.ABOUT_ME, text="Lives in Porto.")]
+    entries = {f"h{n:03d}": fact for n in range(160)}
+    for version in ("x1", "x2"):
+        await store.put_cached_facts(user_id=user, extractor_version=version, entries=entries)
+    await store.put_cached_facts(user_id=other, extractor_version="x1", entries=entries)
+    doomed = [FactCacheKey(user, f"h{n:03d}", "x1") for n in range(150)]
+    missing = FactCacheKey(user, "nope", "x1")
+    assert await store.delete_fact_cache_entries([*doomed, doomed[0], missing]) == 150
+    assert await store.delete_fact_cache_entries(doomed) == 0
+    left = [e.key for page in await _scan(store, user_id=user) for e in page]
+    assert len(left) == 170
+    assert not set(doomed) & set(left)
+    assert sum(len(page) for page in await _scan(store, user_id=other)) == 160
+    assert await store.delete_fact_cache_entries([]) == 0
 
 
 # --- exports ---------------------------------------------------------------------------------

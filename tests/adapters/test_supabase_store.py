@@ -25,6 +25,7 @@ from app.errors import (
     StoreError,
     StoreUnavailable,
 )
+from app.ports import FactCacheKey
 
 URL = "https://proj.supabase.co"
 KEY = "sb_secret_test-key-never-logged"
@@ -390,6 +391,66 @@ async def test_fact_cache_reads_in_url_sized_batches_and_writes_upserts(
     (row,) = _json(request)
     assert row["facts"][0]["text"] == "Builds a kiln."
     assert (row["user_id"], row["content_hash"], row["extractor_version"]) == (USER, "h1", "x1")
+
+
+async def test_fact_cache_scan_reads_keyset_pages_until_an_empty_one(
+    store: SupabaseStore, api: respx.MockRouter
+) -> None:
+    def row(user: str, digest: str, facts: Any = ()) -> dict[str, Any]:
+        return {"user_id": user, "content_hash": digest, "extractor_version": "x,1", "facts": facts}
+
+    pages = [[row(USER, "h1"), row(USER, "h2", {"not": "a list"})], [row(USER, "h3")], []]
+    read = api.get("/rest/v1/fact_extraction_cache").mock(
+        side_effect=[httpx.Response(200, json=page) for page in pages]
+    )
+    seen = [page async for page in store.scan_fact_cache(user_id=USER, page_size=2)]
+    assert [[(e.key.content_hash, e.problem) for e in page] for page in seen] == [
+        [("h1", None), ("h2", "not_a_list")],
+        [("h3", None)],  # short, yet not the last: only an empty page ends the scan
+    ]
+    first, second, third = (_query(call.request) for call in read.calls)
+    assert first == {
+        "select": ["user_id,content_hash,extractor_version,facts"],
+        "order": ["user_id.asc,content_hash.asc,extractor_version.asc"],
+        "limit": ["2"],
+        "user_id": [f"eq.{USER}"],
+    }
+    assert second["or"] == [
+        '(content_hash.gt."h2",and(content_hash.eq."h2",extractor_version.gt."x,1"))'
+    ]
+    assert third["or"] == [
+        '(content_hash.gt."h3",and(content_hash.eq."h3",extractor_version.gt."x,1"))'
+    ]
+
+    api.get("/rest/v1/fact_extraction_cache").mock(
+        side_effect=[httpx.Response(200, json=[row(USER, "h1")]), httpx.Response(200, json=[])]
+    )
+    assert len([page async for page in store.scan_fact_cache()]) == 1
+    across_users = _query(api.routes[-1].calls.last.request)
+    assert "user_id" not in across_users
+    assert across_users["or"] == [
+        f'(user_id.gt.{USER},and(user_id.eq.{USER},or(content_hash.gt."h1",'
+        'and(content_hash.eq."h1",extractor_version.gt."x,1"))))'
+    ]
+
+
+async def test_fact_cache_deletes_in_bounded_batches_and_counts_rows(
+    store: SupabaseStore, api: respx.MockRouter
+) -> None:
+    delete = api.delete("/rest/v1/fact_extraction_cache").mock(
+        side_effect=lambda request: httpx.Response(
+            200, json=[{"content_hash": "h"}] * (_query(request)["content_hash"][0].count(",") + 1)
+        )
+    )
+    keys = [FactCacheKey(USER, f"{n:064x}", "x1") for n in range(250)]
+    assert await store.delete_fact_cache_entries([*keys, keys[0]]) == 250
+    assert delete.call_count == 3
+    for call in delete.calls:
+        query = _query(call.request)
+        assert (query["user_id"], query["extractor_version"]) == ([f"eq.{USER}"], ["eq.x1"])
+        assert query["content_hash"][0].count(",") < 100
+        assert call.request.headers["prefer"] == "return=representation"
+        assert len(str(call.request.url)) < 8_000
 
 
 # --- storage ---------------------------------------------------------------------------------

@@ -48,11 +48,22 @@ def _error(
 
 
 def _split_list(raw: str) -> list[str]:
-    """`(a,"b,c",d)` → ['a', 'b,c', 'd'], honouring double quotes and backslash escapes."""
+    """`(a,"b,c",and(d,e))` → ['a', 'b,c', 'and(d,e)'], honouring double quotes and backslash
+    escapes; a nested group is kept verbatim, for its own parse."""
     items: list[str] = []
-    current, quoted, escaped = "", False, False
+    current, quoted, escaped, depth = "", False, False, 0
     for ch in raw.strip()[1:-1]:
-        if escaped:
+        if depth:
+            current += ch
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = not quoted
+            elif not quoted and ch in "()":
+                depth += 1 if ch == "(" else -1
+        elif escaped:
             current, escaped = current + ch, False
         elif ch == "\\":
             escaped = True
@@ -63,6 +74,7 @@ def _split_list(raw: str) -> list[str]:
             current = ""
         else:
             current += ch
+            depth += 1 if ch == "(" and not quoted else 0
     items.append(current)
     return items
 
@@ -162,15 +174,25 @@ class FakeSupabase:
         params.append(value)
         return sql.SQL("{} {} %s").format(col, sql.SQL(_OPS[op]))  # type: ignore[arg-type]
 
+    def _logic(self, op: str, expr: str, params: list[Any]) -> sql.Composable:
+        """`or=(a.eq.1,and(b.gt.2,c.lt.3))`: PostgREST's logic trees, nested."""
+        terms: list[sql.Composable] = []
+        for item in _split_list(expr):
+            nested = re.fullmatch(r"(and|or)(\(.*\))", item, re.DOTALL)
+            if nested:
+                terms.append(self._logic(nested[1], nested[2], params))
+            elif condition := re.fullmatch(r"([^.]+)\.(.*)", item, re.DOTALL):
+                terms.append(self._condition(condition[1], condition[2], params))
+        joiner = sql.SQL(" OR " if op == "or" else " AND ")
+        return sql.SQL("({})").format(joiner.join(terms))
+
     def _where(self, query: list[tuple[str, str]], params: list[Any]) -> sql.Composable:
         parts: list[sql.Composable] = []
         for key, expr in query:
             if key in _RESERVED:
                 continue
-            if key == "or":
-                options = [re.match(r"([^.]+)\.(.*)", o) for o in _split_list(expr)]
-                ors = [self._condition(m[1], m[2], params) for m in options if m]
-                parts.append(sql.SQL("({})").format(sql.SQL(" OR ").join(ors)))
+            if key in ("or", "and"):
+                parts.append(self._logic(key, expr, params))
             else:
                 parts.append(self._condition(key, expr, params))
         return sql.SQL(" AND ").join(parts) if parts else sql.SQL("TRUE")
