@@ -97,6 +97,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # structlog's default writes to stdout: reading settings may warn, and stdout is the
+    # command's own output (JSON for scripts, the protocol for `mcp`), so stderr first.
+    configure_logging()
     try:
         settings = get_settings()
         # Logs go to stderr, so stdout stays the command's own output (JSON for scripts).

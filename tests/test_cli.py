@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +147,20 @@ def test_process_bad_export_exits_2_and_writes_nothing(
     assert main(["process", str(bad), "--out", str(out)]) == 2
     assert "BadExport" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_stdout_stays_json_when_reading_settings_warns(tmp_path: Path) -> None:
+    """A settings warning is logged before logging is configured: it must land on stderr."""
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-m", "app", "inspect", str(SAMPLE)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(root), "FACT_EXTRACTION_CONCURRENCY": "999"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["conversations"] == 6
+    assert "FACT_EXTRACTION_CONCURRENCY" in done.stderr
