@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     retry.add_argument("job_id", help="the failed job's id")
 
     commands.add_parser(
+        "mcp",
+        help="serve the MCP server (tools and the latest workspace) over stdio, for an agent",
+        description="Speaks the Model Context Protocol on stdin/stdout (logs go to stderr). "
+        "An MCP client starts it; see the README for Claude Desktop and OpenClaw.",
+    )
+
+    commands.add_parser(
         "demo",
         help="put the bundled sample export in the local store for a demo user and print the "
         "request that processes it",
@@ -123,6 +130,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(settings, args.id))
         if args.command == "retry":
             return asyncio.run(_retry(settings, args.job_id))
+        if args.command == "mcp":
+            return asyncio.run(_mcp(settings))
     except (ConfigError, BadExport) as exc:
         _error(exc.message)
         return 2
@@ -247,6 +256,20 @@ async def _retry(settings: Settings, job_id: str) -> int:
     finally:
         await store.aclose()
     _say(JobView.of(job).model_dump_json(indent=2))
+    return 0
+
+
+async def _mcp(settings: Settings) -> int:
+    """stdout is the protocol: nothing here may print; logs already go to stderr."""
+    from app.main import build_store, check_settings
+    from app.mcp_server.server import serve_stdio
+
+    check_settings(settings, serving=False)
+    store = build_store(settings)
+    try:
+        await serve_stdio(settings=settings, store=store)
+    finally:
+        await store.aclose()
     return 0
 
 
