@@ -92,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
     add_cache_commands(commands)
 
     commands.add_parser(
+        "mcp",
+        help="serve the MCP server (tools and the latest workspace) over stdio, for an agent",
+        description="Speaks the Model Context Protocol on stdin/stdout (logs go to stderr). "
+        "An MCP client starts it; see the README for Claude Desktop and OpenClaw.",
+    )
+
+    commands.add_parser(
         "demo",
         help="put the bundled sample export in the local store for a demo user and print the "
         "request that processes it",
@@ -135,6 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_retry(settings, args.job_id))
         if args.command == "cache":
             return asyncio.run(_cache(settings, args))
+        if args.command == "mcp":
+            return asyncio.run(_mcp(settings))
     except (ConfigError, BadExport) as exc:
         _error(exc.message)
         return 2
@@ -280,6 +289,20 @@ async def _cache(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         await store.aclose()
     _say(json.dumps(report, indent=2))
+    return 0
+
+
+async def _mcp(settings: Settings) -> int:
+    """stdout is the protocol: nothing here may print; logs already go to stderr."""
+    from app.main import build_store, check_settings
+    from app.mcp_server.server import serve_stdio
+
+    check_settings(settings, serving=False)
+    store = build_store(settings)
+    try:
+        await serve_stdio(settings=settings, store=store)
+    finally:
+        await store.aclose()
     return 0
 
 

@@ -19,6 +19,7 @@ from app.config import Settings, get_settings
 from app.errors import ConfigError
 from app.jobs import JobRunner
 from app.logging import RequestIdMiddleware, configure_logging
+from app.mcp_server.http import mcp_sessions, mount_mcp
 from app.metrics import MeteredLLM
 from app.ports import LLM, Store
 from app.pricing import price_for_llm
@@ -167,6 +168,8 @@ def create_app(
             if runner is not None:
                 runner.start()
                 stack.push_async_callback(runner.stop)
+            # The MCP endpoint's session manager: started here, stopped before the runner.
+            await stack.enter_async_context(mcp_sessions(app, app.state.services))
             yield
         log.info("service.stopped")
 
@@ -178,6 +181,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    mount_mcp(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app
