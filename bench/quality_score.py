@@ -42,7 +42,8 @@ _BULLET = re.compile(r"^\s*(?:[-*•]|\d+\.)\s+(.*\S)")
 _PROVENANCE = re.compile(r"\s*\(\d{4}-\d{2}-\d{2}\)$")
 _EMPTY = re.compile(r"^nothing recorded\b", re.I)
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
-_STOP_WORDS = """the a an and or but of to in on at for from with by as is are was were be been being am
+_STOP_WORDS = """
+    the a an and or but of to in on at for from with by as is are was were be been being am
     has have had having do does did not no yes this that these those it its they them their
     theirs themselves he she his her him we our you your i me my mine user user's users who
     whom which what when where why how there here than then also very really just about into
