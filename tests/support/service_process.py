@@ -24,6 +24,7 @@ import httpx
 __all__ = ["ServiceProcess", "free_port", "read_events", "service_env"]
 
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -37,6 +38,9 @@ def service_env(**settings: str | float | int | Path) -> dict[str, str]:
     """The environment for one service process: JSON logs plus exactly `settings` (upper-cased)."""
     env = {name: os.environ[name] for name in _KEPT_ENV if name in os.environ}
     env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    # The code under test, not whichever checkout the virtualenv installed `app` from (a git
+    # worktree shares the main checkout's venv, whose editable install points at main).
+    env["PYTHONPATH"] = str(_REPO_ROOT)
     env |= {name.upper(): str(value) for name, value in settings.items()}
     return env
 
