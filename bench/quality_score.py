@@ -1,5 +1,8 @@
 """Score a MEMORY against the facts planted in its export (`bench.planted`'s manifest).
 
+    python -m bench.quality_score MEMORY.md bench/out/planted-10mb.json.manifest.json \
+        bench/out/planted-10mb.json
+
 `score_memory(memory_md, manifest, export_path)` returns:
 
 - **recall**: the share of planted facts some MEMORY line recalls, overall and per kind. A line
@@ -25,6 +28,7 @@ supported. Read the unsupported lines it lists before trusting the share.
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -34,7 +38,7 @@ from typing import Any
 from app.config import Settings
 from app.processors.reading.export_reader import iter_conversations
 
-__all__ = ["SUPPORT_SHARE", "content_words", "memory_lines", "recalls", "score_memory"]
+__all__ = ["SUPPORT_SHARE", "content_words", "main", "memory_lines", "recalls", "score_memory"]
 
 SUPPORT_SHARE = 0.6
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*$")
@@ -156,3 +160,20 @@ def score_memory(
 
 def _covered(words: set[str], said: set[str], share: float) -> bool:
     return len(words & said) >= share * len(words)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Score a MEMORY against a planted export.")
+    parser.add_argument("memory", type=Path, help="the MEMORY markdown (e.g. MEMORY.md)")
+    parser.add_argument("manifest", type=Path, help="the export's .manifest.json")
+    parser.add_argument("export", type=Path, help="the planted export")
+    parser.add_argument("--support-share", type=float, default=SUPPORT_SHARE)
+    args = parser.parse_args()
+    score = score_memory(
+        args.memory.read_text(), args.manifest, args.export, support_share=args.support_share
+    )
+    print(json.dumps(score, indent=2))
+
+
+if __name__ == "__main__":
+    main()
