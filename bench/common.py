@@ -90,11 +90,25 @@ def bench_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **overrides)
 
 
-def ensure_export(size_mb: float, *, seed: int = 7, name: str | None = None) -> Path:
-    """The generated JSON export of `size_mb` MiB in bench/out (generated once, then reused)."""
-    path = OUT_DIR / (name or f"export-{size_mb:g}mb.json")
+def ensure_export(
+    size_mb: float,
+    *,
+    seed: int = 7,
+    name: str | None = None,
+    shape: str = "default",
+    conversations: int | None = None,
+) -> Path:
+    """The generated JSON export of `size_mb` MiB (or of `conversations` conversations) of
+    `bench.make_export`'s `shape`, in bench/out (generated once, then reused)."""
+    if name is None:
+        amount = f"{conversations}conv" if conversations is not None else f"{size_mb:g}mb"
+        prefix = "export" if shape == "default" else f"export-{shape}"
+        name = f"{prefix}-{amount}" + ("" if seed == 7 else f"-seed{seed}") + ".json"
+    path = OUT_DIR / name
     if not path.exists():
-        write_export(path, size_mb=size_mb, fmt="json", seed=seed)
+        write_export(
+            path, size_mb=size_mb, fmt="json", seed=seed, shape=shape, conversations=conversations
+        )
     return path
 
 

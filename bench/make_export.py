@@ -1,12 +1,20 @@
 """Deterministic generator of realistic ChatGPT exports of a given size.
 
 `python -m bench.make_export --size-mb 100 --format zip --out /tmp/x.zip [--seed 7]`
+`python -m bench.make_export --size-mb 100 --shape short --out bench/out/short-100mb.json`
+`python -m bench.make_export --shape one-message --conversations 20000 --out bench/out/one.json`
 
 The same seed and size always give the same bytes. Conversations carry what real exports do:
 regenerated branches (the visible one is `current_node`'s), a hidden system root, custom
 instructions, `bio` memory writes, browsing tool calls, multimodal parts with image pointers,
 null titles and times, long pastes, and nodes without `children` or `content_type`. The text is
 drawn from a vocabulary so it compresses like prose (~3-4:1), not like a zip bomb.
+
+Shapes (`SHAPES`): "default" (~9 turns a conversation on average, exponentially spread); "short"
+(6 in 10 conversations have one or two turns, the rest as default, so about 7 in 10 have at most
+4 messages); "one-message" (one user message of a sentence or two, no answer, no paste: a
+question asked and left; ~0.95 KB each: 20,000 make 18.3 MiB). The default
+shape's bytes are unchanged by the others' existence: the same seed and size give the same file.
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["generate_conversation", "write_export"]
+__all__ = ["SHAPES", "generate_conversation", "shaped_conversation", "write_export"]
+
+SHAPES = ("default", "short", "one-message")
+SHORT_SHARE = 0.6
 
 WORDS = [
     "the",
@@ -116,8 +127,10 @@ def _message(
     }
 
 
-def generate_conversation(rng: random.Random, index: int) -> dict[str, Any]:
-    """One conversation dict, as ChatGPT exports it."""
+def generate_conversation(
+    rng: random.Random, index: int, *, turns: int | None = None
+) -> dict[str, Any]:
+    """One conversation dict, as ChatGPT exports it, of `turns` turns (drawn when None)."""
     t0 = 1_600_000_000 + index * 3_600.0 + rng.random()
     mapping: dict[str, dict[str, Any]] = {}
 
@@ -158,7 +171,8 @@ def generate_conversation(rng: random.Random, index: int) -> dict[str, Any]:
             ),
         )
     t = t0 if rng.random() > 0.05 else None
-    turns = max(1, int(rng.expovariate(1 / 9)))
+    if turns is None:
+        turns = max(1, int(rng.expovariate(1 / 9)))
     for turn in range(turns):
         text = _paragraph(rng, rng.randint(1, 4))
         if rng.random() < 0.03:  # a long paste
@@ -247,19 +261,75 @@ def generate_conversation(rng: random.Random, index: int) -> dict[str, Any]:
     }
 
 
-def _documents(size: int, seed: int, per_file: int) -> Iterator[Iterator[bytes]]:
-    """JSON arrays (as byte chunks), each up to `per_file` bytes, `size` bytes in total."""
+def _one_message(rng: random.Random, index: int) -> dict[str, Any]:
+    """A question asked and left: the root, custom instructions every 25th time (as in the
+    default shape), one user message of one or two sentences, no answer, no paste."""
+    t0 = 1_600_000_000 + index * 3_600.0 + rng.random()
+    nodes: list[dict[str, Any]] = [{"message": None}]
+    if index % 25 == 0:
+        profile = {
+            "content_type": "user_editable_context",
+            "user_profile": "User profile:\n```" + _paragraph(rng, 2) + "```",
+            "user_instructions": "```" + _sentence(rng) + "```",
+        }
+        hidden = {"is_visually_hidden_from_conversation": True}
+        nodes.append({"message": _message(rng, "user", None, profile, metadata=hidden)})
+    text = _paragraph(rng, rng.randint(1, 2))
+    nodes.append({"message": _message(rng, "user", t0, {"content_type": "text", "parts": [text]})})
+    mapping: dict[str, dict[str, Any]] = {}
+    parent: str | None = None
+    for node in nodes:
+        node_id = f"n{rng.getrandbits(64):016x}"
+        mapping[node_id] = {"id": node_id, **node, "parent": parent, "children": []}
+        if parent is not None:
+            mapping[parent]["children"].append(node_id)
+        parent = node_id
+    conversation_id = f"00000000-0000-4000-8000-{index:012d}"
+    return {
+        "title": None if rng.random() < 0.05 else _sentence(rng)[:60],
+        "create_time": t0,
+        "update_time": t0,
+        "mapping": mapping,
+        "current_node": parent,
+        "conversation_id": conversation_id,
+        "id": conversation_id,
+        "is_archived": False,
+        "default_model_slug": "gpt-4o",
+    }
+
+
+def shaped_conversation(rng: random.Random, index: int, shape: str) -> dict[str, Any]:
+    """One conversation of the export shape `shape` (one of `SHAPES`)."""
+    if shape == "short":
+        turns = rng.choice((1, 2)) if rng.random() < SHORT_SHARE else None
+        return generate_conversation(rng, index, turns=turns)
+    if shape == "one-message":
+        return _one_message(rng, index)
+    if shape != "default":
+        raise ValueError(f"unknown export shape {shape!r}: one of {', '.join(SHAPES)}")
+    return generate_conversation(rng, index)
+
+
+def _documents(
+    size: int, seed: int, per_file: int, *, shape: str = "default", count: int | None = None
+) -> Iterator[Iterator[bytes]]:
+    """JSON arrays (as byte chunks), each up to `per_file` bytes, `size` bytes in total (or
+    `count` conversations when given)."""
     rng = random.Random(seed)
     written = 0
     index = 0
-    while written < size:
+
+    def more() -> bool:
+        return index < count if count is not None else written < size
+
+    while more():
 
         def one_file() -> Iterator[bytes]:
             nonlocal written, index
             yield b"["
             in_file = 0
-            while written < size and in_file < per_file:
-                body = json.dumps(generate_conversation(rng, index)).encode()
+            while more() and in_file < per_file:
+                body = json.dumps(shaped_conversation(rng, index, shape)).encode()
                 yield (b"," if in_file else b"") + body
                 in_file += len(body) + 1
                 written += len(body) + 1
@@ -270,21 +340,36 @@ def _documents(size: int, seed: int, per_file: int) -> Iterator[Iterator[bytes]]
 
 
 def write_export(
-    out: Path, *, size_mb: float, fmt: str, seed: int = 7, split_mb: float = 0
+    out: Path,
+    *,
+    size_mb: float,
+    fmt: str,
+    seed: int = 7,
+    split_mb: float = 0,
+    shape: str = "default",
+    conversations: int | None = None,
 ) -> Path:
-    """Write an export of about `size_mb` MiB of JSON. `fmt` is "json" or "zip"; with
-    `split_mb` > 0 the zip uses the split form (conversations-NNN.json + export_manifest.json)."""
+    """Write an export of about `size_mb` MiB of JSON (or of exactly `conversations`
+    conversations, when given) in `shape`. `fmt` is "json" or "zip"; with `split_mb` > 0 the zip
+    uses the split form (conversations-NNN.json + export_manifest.json)."""
     size = int(size_mb * 1024 * 1024)
+    whole = size + 1 if conversations is None else 2**62
     out.parent.mkdir(parents=True, exist_ok=True)
+    documents = _documents(
+        size,
+        seed,
+        int(split_mb * 1024 * 1024) if split_mb and fmt != "json" else whole,
+        shape=shape,
+        count=conversations,
+    )
     if fmt == "json":
         with out.open("wb") as handle:
-            for part in next(_documents(size, seed, size + 1)):
+            for part in next(documents):
                 handle.write(part)
         return out
-    per_file = int(split_mb * 1024 * 1024) if split_mb else size + 1
     with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as archive:
         names = []
-        for n, document in enumerate(_documents(size, seed, per_file)):
+        for n, document in enumerate(documents):
             name = f"conversations-{n:03d}.json" if split_mb else "conversations.json"
             names.append(name)
             with archive.open(name, "w", force_zip64=True) as member:
@@ -297,7 +382,11 @@ def write_export(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=float, required=True)
+    parser.add_argument("--size-mb", type=float, help="about this many MiB of JSON")
+    parser.add_argument(
+        "--conversations", type=int, help="exactly this many conversations (instead of a size)"
+    )
+    parser.add_argument("--shape", choices=SHAPES, default="default")
     parser.add_argument("--format", choices=("json", "zip"), default="json")
     parser.add_argument(
         "--split-mb", type=float, default=0, help="zip only: split form, MiB per file"
@@ -305,8 +394,16 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
+    if args.size_mb is None and args.conversations is None:
+        parser.error("give --size-mb or --conversations")
     path = write_export(
-        args.out, size_mb=args.size_mb, fmt=args.format, seed=args.seed, split_mb=args.split_mb
+        args.out,
+        size_mb=args.size_mb or 0,
+        fmt=args.format,
+        seed=args.seed,
+        split_mb=args.split_mb,
+        shape=args.shape,
+        conversations=args.conversations,
     )
     print(f"{path}\t{path.stat().st_size} bytes")
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import combinations
 from typing import Any
 
 from app.adapters.offline_rules import facts_from_signals, facts_from_text, user_text
@@ -51,6 +53,10 @@ _STOP_WORDS = (
     "assistant conversation these those very much only even because"
 )
 _STOP = frozenset(_STOP_WORDS.split())
+# Words that end a liking without being part of it: "reading manga about gardening though".
+_TRAILING = re.compile(
+    r"(?:,? (?:though|too|as well|a lot|so much|very much|anyway|lol|haha))+\.?$", re.I
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,40 +73,59 @@ class _Stats:
     topics: tuple[str, ...]
 
 
-def _user_messages(conversations: str) -> tuple[list[str], list[str]]:
-    """User messages and conversation titles of a v2 sample (DESIGN §6 layout)."""
-    messages: list[str] = []
-    titles: list[str] = []
+def _sample_conversations(conversations: str) -> list[tuple[str, list[str]]]:
+    """(title, user messages) of each conversation of a v2 sample (DESIGN §6 layout)."""
+    found: list[tuple[str, list[str]]] = []
     current: list[str] | None = None
     for line in conversations.splitlines():
         if line.startswith("=== Conversation:"):
-            titles.append(line.split('"')[1] if line.count('"') >= 2 else "")
+            found.append((line.split('"')[1] if line.count('"') >= 2 else "", []))
             current = None
         elif line.startswith("User:"):
+            if not found:
+                found.append(("", []))
             current = [line[5:].strip()]
-            messages.append("")
+            found[-1][1].append("")
         elif line.startswith("Assistant:"):
             current = None
-        if current is not None and messages:
+        if current is not None:
             if not line.startswith("User:"):
                 current.append(line)
-            messages[-1] = "\n".join(current)
-    return [m for m in messages if m.strip()], titles
+            found[-1][1][-1] = "\n".join(current)
+    return [(title, [m for m in messages if m.strip()]) for title, messages in found]
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text) if w.lower() not in _STOP]
+
+
+def _topics(sample: list[tuple[str, list[str]]]) -> tuple[str, ...]:
+    """Frequent words that recur: in two titles or more, or in the user's words of three
+    conversations or more. A word of one conversation ("competition", "pitch") is that
+    conversation's subject, not an interest."""
+    counts = Counter(
+        w for title, messages in sample for t in (title, title, *messages) for w in _words(t)
+    )
+    in_titles = Counter(w for title, _ in sample for w in set(_words(title)))
+    in_conversations = Counter(
+        w for title, messages in sample for w in set(_words(" ".join((title, *messages))))
+    )
+    recurring = [
+        w
+        for w, c in counts.most_common()
+        if c >= 2 and (in_titles[w] >= 2 or in_conversations[w] >= 3)
+    ]
+    return tuple(recurring[:8])
 
 
 def _stats(conversations: str) -> _Stats:
-    messages, titles = _user_messages(conversations)
+    sample = _sample_conversations(conversations)
+    messages = [m for _, conversation in sample for m in conversation]
     n = max(len(messages), 1)
 
     def share(pattern: re.Pattern[str]) -> float:
         return sum(1 for m in messages if pattern.search(m)) / n
 
-    words = Counter(
-        w.lower()
-        for text in (*messages, *titles, *titles)
-        for w in _WORD.findall(text)
-        if w.lower() not in _STOP
-    )
     return _Stats(
         messages=len(messages),
         avg_chars=sum(len(m) for m in messages) // n,
@@ -111,7 +136,7 @@ def _stats(conversations: str) -> _Stats:
         laugh=share(_LAUGH),
         polite=share(_POLITE),
         exclaim=sum(1 for m in messages if "!" in m) / n,
-        topics=tuple(w for w, c in words.most_common(8) if c >= 2),
+        topics=_topics(sample),
     )
 
 
@@ -164,7 +189,7 @@ def _sections(conversations: str, memory_md: str) -> dict[str, Any]:
         f for f in prefs if re.search(r"\b(?:hates|dislikes|can't stand|doesn't like)\b", f)
     ]
     likes = [
-        m.group(1).rstrip(".")
+        _TRAILING.sub("", m.group(1)).rstrip(".")
         for f in prefs
         if (m := re.search(r"\b(?:likes|loves|enjoys|really likes|really loves) (.+)", f))
     ]
@@ -260,6 +285,60 @@ def _sections(conversations: str, memory_md: str) -> dict[str, Any]:
     }
 
 
+# Words of a fact that carry its content: not the templates' ("The user wrote about themselves").
+_FACT_STOP_WORDS = (
+    "the a an and or but of to in on at for from with by as is are was were be been has have had "
+    "their they them they're user user's wrote themselves noted wants answers like this that "
+    "it its her his she he"
+)
+_FACT_STOP = frozenset(_FACT_STOP_WORDS.split())
+_SAME_SHARE = 0.75  # of the smaller fact's content words found in the other
+_SAME_MIN = 3  # shared content words, so "The user is vegetarian" never swallows a longer fact
+
+
+def _content(text: str) -> frozenset[str]:
+    """Content words, crudely stemmed so "redesigning" meets "redesign" and "pots" meets "pot"."""
+    stems = set()
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in _FACT_STOP or (len(word) < 3 and not word.isdigit()):
+            continue
+        for suffix in ("ing", "ed", "es", "s"):
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                word = word[: -len(suffix)]
+                break
+        stems.add(word.removesuffix("e") if len(word) > 3 else word)
+    return frozenset(stems)
+
+
+def _said_once(facts: Sequence[Fact]) -> list[Fact]:
+    """The facts, each under one heading. Two facts under different headings are one when at
+    least `_SAME_MIN` content words, and `_SAME_SHARE` of the smaller's, are shared: typically a
+    saved note's paraphrase (classified by keywords, About Me when none) beside the user's own
+    sentence (classified by its rule). The one under About Me, the rules' catch-all, goes; else
+    the one with fewer content words; else the later. A heading that had facts is never
+    emptied: the MEMORY check would reject the reply. Repeats under one heading are
+    consolidation's business, not this."""
+    words = [_content(f.text) for f in facts]
+    left = Counter(f.category for f in facts)
+    dropped: set[int] = set()
+    for i, j in combinations(range(len(facts)), 2):
+        if i in dropped or j in dropped or facts[i].category is facts[j].category:
+            continue
+        shared = len(words[i] & words[j])
+        if shared < _SAME_MIN or shared < _SAME_SHARE * min(len(words[i]), len(words[j])):
+            continue
+        for loser in sorted((i, j), key=lambda k: (_specific(facts[k]), len(words[k]), -k)):
+            if left[facts[loser].category] > 1:
+                dropped.add(loser)
+                left[facts[loser].category] -= 1
+                break
+    return [fact for k, fact in enumerate(facts) if k not in dropped]
+
+
+def _specific(fact: Fact) -> bool:
+    return fact.category is not FactCategory.ABOUT_ME
+
+
 class OfflineLLM:
     """Implements `app.ports.LLM` without a network: rules and statistics, labelled as such."""
 
@@ -269,7 +348,7 @@ class OfflineLLM:
 
     @property
     def model(self) -> str:
-        return "offline-rules-v1"
+        return "offline-rules-v2"
 
     def _call(self, task: str, prompt: str, output: str) -> LLMCall:
         usage = LLMUsage(input_tokens=len(prompt) // 4, output_tokens=len(output) // 4)
@@ -300,7 +379,7 @@ class OfflineLLM:
         return LLMReply(kept, self._call("reduce_facts", prompt, "\n".join(kept)))
 
     async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
-        markdown = render_memory(request.facts, note=OFFLINE_MEMORY_NOTE)
+        markdown = render_memory(_said_once(request.facts), note=OFFLINE_MEMORY_NOTE)
         prompt = "\n".join(f.text for f in request.facts)
         return LLMReply(markdown, self._call("write_memory", prompt, markdown))
 

@@ -2,6 +2,8 @@ from __future__ import annotations
 
 from datetime import date
 
+import pytest
+
 from app.adapters.offline_llm import OFFLINE_MEMORY_NOTE, OfflineLLM
 from app.domain import Fact, FactCategory, UserSignal
 from app.ports import LLM, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
@@ -24,7 +26,7 @@ def request(text: str = EXCERPT, signals: tuple[UserSignal, ...] = ()) -> Extrac
 
 def test_is_an_llm_and_says_what_it_is() -> None:
     llm: LLM = OfflineLLM()
-    assert (llm.provider, llm.model) == ("offline", "offline-rules-v1")
+    assert (llm.provider, llm.model) == ("offline", "offline-rules-v2")
 
 
 async def test_first_person_statements_become_facts_in_their_category() -> None:
@@ -138,3 +140,131 @@ async def test_custom_instructions_give_a_name_and_who_they_are() -> None:
     assert "The user's name is Maya." in texts
     assert "The user is a landscape architect based in Lisbon." in texts
     assert not any("name is tired" in text.lower() for text in texts)
+
+
+# The noise a newcomer saw on the bundled sample export (issue 10), one test each.
+
+
+async def test_dated_deadlines_and_events_are_important_dates() -> None:
+    text = (
+        "User: Our studio is entering the Tejo riverside park competition. I'm leading the "
+        "planting strategy and the deadline is 15 June 2026.\n\n"
+        "User: My goal is to pass JLPT N3 in December 2026. My book manuscript is due on "
+        "8 February 2026. Reminder: my dad's 70th birthday party, 19 October 2025."
+    )
+    reply = await OfflineLLM().extract_facts(request(text))
+    assert [(f.category, f.text) for f in reply.value] == [
+        (
+            C.IMPORTANT_DATES,
+            "The user is leading the planting strategy and the deadline is 15 June 2026.",
+        ),
+        (C.IMPORTANT_DATES, "The user's goal is to pass JLPT N3 in December 2026."),
+        # "my book …" is also a project sentence: the date decides
+        (C.IMPORTANT_DATES, "The user's book manuscript is due on 8 February 2026."),
+        (C.IMPORTANT_DATES, "The user's dad's 70th birthday party, 19 October 2025."),
+    ]
+
+
+async def test_no_date_without_a_number_a_year_or_the_user() -> None:
+    text = (
+        "User: I may 2 things later. The conference is on 3 June 2026. If my deadline is "
+        "15 June 2026 I will panic. I have 12 dec crates in march 5000."
+    )
+    assert (await OfflineLLM().extract_facts(request(text))).value == []
+
+
+async def test_a_liking_that_points_back_into_the_conversation_is_no_fact() -> None:
+    text = (
+        "User: I like the second one. I love it. I like that idea a lot. "
+        "I like reading manga about gardening though."
+    )
+    reply = await OfflineLLM().extract_facts(request(text))
+    assert [f.text for f in reply.value] == ["The user likes reading manga about gardening though."]
+
+
+async def test_interests_are_likings_and_recurring_topics_not_one_conversations_words() -> None:
+    sample = "\n".join(
+        [
+            '=== Conversation: "Pitch for the riverside park competition" (2026-05-01) ===',
+            "User: Our studio is entering the riverside park competition.",
+            '=== Conversation: "Japanese study routine" (2026-02-10) ===',
+            "User: I study Japanese every morning before work.",
+            '=== Conversation: "Japanese reading practice" (2026-03-10) ===',
+            "User: Which Japanese graded readers are good?",
+        ]
+    )
+    memory = "## Preferences\n- The user likes reading manga about gardening though.\n"
+    reply = await OfflineLLM().write_sections(SectionsRequest(sample, memory))
+    assert reply.value["user"]["interests"] == ["reading manga about gardening", "japanese"]
+
+
+@pytest.mark.parametrize(
+    ("sentence", "fact"),
+    [
+        (
+            "My partner Tomás wants a small herb corner, so we need at least one sunnier pot.",
+            "The user's partner is Tomás.",
+        ),
+        ("Jonas and I have been together for six years.", "Jonas is the user's partner."),
+        ("I'm married to Jonas.", "The user is married to Jonas."),
+        ("My wife Priya is a nurse.", "The user's wife Priya is a nurse."),
+    ],
+)
+async def test_a_named_partner_is_in_people(sentence: str, fact: str) -> None:
+    reply = await OfflineLLM().extract_facts(request(f"User: {sentence}"))
+    assert [(f.category, f.text) for f in reply.value] == [(C.PEOPLE, fact)]
+
+
+async def test_a_capitalised_filler_is_not_a_name() -> None:
+    reply = await OfflineLLM().extract_facts(request("User: My partner And me, we argue."))
+    assert not any("is And" in f.text for f in reply.value)
+
+
+async def test_how_i_want_answers_is_a_preference() -> None:
+    signal = UserSignal(
+        "custom_instructions",
+        "About me: I cycle everywhere.\nHow I want answers: Be concise. No emoji, please.",
+        "c",
+    )
+    reply = await OfflineLLM().extract_facts(request("", (signal,)))
+    got = {(f.category, f.text) for f in reply.value}
+    assert (C.PREFERENCES, 'The user wants answers like this: "No emoji, please."') in got
+    assert (C.PREFERENCES, 'The user wants answers like this: "Be concise."') in got
+    assert (C.ABOUT_ME, 'The user wrote about themselves: "I cycle everywhere."') in got
+
+
+async def test_one_fact_is_written_under_one_heading() -> None:
+    note = "The user is redesigning her courtyard with reclaimed terracotta pots from her "
+    note += "grandmother's house in Sintra."
+    own = "The user decided to use reclaimed terracotta pots from their grandmother's house in "
+    own += "Sintra."
+    facts = (
+        Fact(C.ABOUT_ME, note, from_signal=True),
+        Fact(C.ABOUT_ME, "The user is a landscape architect based in Lisbon."),
+        Fact(C.ABOUT_ME, "The user is a landscape architect in Lisbon and likes courtyards."),
+        Fact(C.DECISIONS_CONTEXT, own),
+        Fact(C.PEOPLE, "The user's mother is vegetarian."),
+        Fact(C.PREFERENCES, "The user is vegetarian and likes lentils."),
+    )
+    memory = (await OfflineLLM().write_memory(MemoryRequest(facts))).value
+    assert note not in memory  # the keyword-classified paraphrase under About Me goes
+    assert own in memory
+    # under one heading, near-repeats are consolidation's business; short facts never merge
+    assert "based in Lisbon" in memory
+    assert "likes courtyards" in memory
+    assert "mother is vegetarian" in memory
+    assert memory_problems(memory, facts) == []
+
+
+async def test_a_repeat_never_empties_a_heading() -> None:
+    shorter = "The user is learning Japanese with graded readers."
+    fuller = "The user enjoys learning Japanese with graded readers every morning."
+    alone = (Fact(C.PROJECTS, shorter), Fact(C.ABOUT_ME, fuller))
+    memory = (await OfflineLLM().write_memory(MemoryRequest(alone))).value
+    assert memory.count("graded readers") == 2  # either would empty its heading
+    # the shorter one would go, but it is all Projects has: the other goes instead
+    facts = (Fact(C.PROJECTS, shorter), Fact(C.PREFERENCES, fuller), Fact(C.PREFERENCES, "Tea."))
+    memory = (await OfflineLLM().write_memory(MemoryRequest(facts))).value
+    assert memory_problems(memory, facts) == []
+    assert shorter in memory
+    assert fuller not in memory
