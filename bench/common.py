@@ -1,13 +1,9 @@
 """Helpers shared by the LLM-stage benchmarks: settings, exports, chunks, RSS, the simulator.
 
-The simulator runs in a subprocess (`python -m bench.common`, the options of `bench.simulator`),
-not in the measured process: in production the API is remote, so neither its CPU (it answers
-through the offline provider) nor its memory belongs in a wall time or a peak RSS of ours. Its
-ledger is read over HTTP.
-
-The simulator's socket has TCP_NODELAY on (see tests/support/serving.py): without it Nagle and
-delayed ACKs added ~40 ms to every kept-alive request (44 ms → 0.5 ms per round trip here), a
-delay the real API does not have.
+The simulator runs in a subprocess (`python -m bench.simulator`), not in the measured process: in
+production the API is remote, so neither its CPU (it answers through the offline provider) nor its
+memory belongs in a wall time or a peak RSS of ours. Its ledger is read over HTTP. Its socket has
+TCP_NODELAY on (tests/support/serving.py), so no Nagle + delayed-ACK delay is measured.
 """
 
 from __future__ import annotations
@@ -15,27 +11,23 @@ from __future__ import annotations
 import os
 import platform
 import resource
-import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-import tests.support.messages_simulator as messages_simulator
 from app.config import Settings
 from app.domain import Chunk
 from app.logging import configure_logging
 from app.processors.reading.chunking import chunk_conversation
 from app.processors.reading.export_reader import iter_conversations
 from bench.make_export import write_export
-from bench.simulator import parse_config
 
 __all__ = [
     "OUT_DIR",
@@ -153,13 +145,17 @@ def simulator_process(
     retry_after: float = 1.0,
     rate_529: float = 0.0,
     seed: int = 0,
+    extra: Sequence[str] = (),
 ) -> Iterator[str]:
-    """Run `bench.simulator` in a subprocess; yield its base URL; stop it on exit."""
+    """Run `bench.simulator` in a subprocess; yield its base URL; stop it on exit.
+
+    `extra`: more of its options (`--rpm 50`, `--batch-processing 60`, `--storm ...`).
+    """
     port = _free_port()
     args = [
         sys.executable,
         "-m",
-        "bench.common",
+        "bench.simulator",
         f"--port={port}",
         f"--latency={latency}",
         f"--jitter={jitter}",
@@ -167,6 +163,7 @@ def simulator_process(
         f"--retry-after={retry_after}",
         f"--rate-529={rate_529}",
         f"--seed={seed}",
+        *extra,
     ]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base_url = f"http://127.0.0.1:{port}"
@@ -191,6 +188,8 @@ def simulator_process(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
 
 
 def sim_ledger(base_url: str) -> dict[str, Any]:
@@ -199,18 +198,3 @@ def sim_ledger(base_url: str) -> dict[str, Any]:
     response.raise_for_status()
     ledger: dict[str, Any] = response.json()
     return ledger
-
-
-def _serve(argv: list[str] | None = None) -> None:
-    """`bench.simulator`'s main, in a subprocess of the benchmark."""
-    config, port = parse_config(argv)
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    with messages_simulator.running_simulator(config, port=port):
-        while not stop.wait(0.5):
-            pass
-
-
-if __name__ == "__main__":
-    _serve()

@@ -204,3 +204,25 @@ def test_the_simulator_recovers_every_task_input_from_the_built_prompt() -> None
     assert parsed.correction == memory.correction
     sections = SectionsRequest(conversations="User: </memory> hi", memory_md="", correction="JSON")
     assert prompts.parse_sections_input(prompts.sections_message(sections)) == sections
+
+
+async def test_a_probe_gets_a_short_text_reply_and_the_faults_of_any_request(
+    simulator: Simulator,
+) -> None:
+    """No tool and none of our task messages: the breaker's "is the API back?" request."""
+    simulator.reset_ledger()
+    probe: dict[str, Any] = {
+        "model": MODEL,
+        "max_tokens": 1,
+        "messages": [{"role": "user", "content": "ping"}],
+    }
+    async with anthropic.AsyncAnthropic(
+        api_key=KEY, base_url=simulator.base_url, max_retries=0
+    ) as client:
+        reply = await client.messages.create(**probe)
+        simulator.push("overloaded")
+        with pytest.raises(anthropic.OverloadedError):
+            await client.messages.create(**probe)
+    assert [(b.type, getattr(b, "text", None)) for b in reply.content] == [("text", "pong")]
+    assert (reply.stop_reason, reply.usage.output_tokens) == ("end_turn", 1)
+    assert simulator.ledger()["by_task_outcome"] == {"probe": {"ok": 1, "overloaded": 1}}

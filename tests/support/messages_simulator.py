@@ -1,14 +1,35 @@
 """A local stand-in for the Anthropic Messages API, good enough for the real SDK.
 
 `POST /v1/messages` answers through an `app.ports.LLM` (the offline provider by default): the task
-is recovered from the forced tool's name (no tool = `write_memory`) and its input from the user
-message with the `parse_*` helpers of `app.processors.prompts`; the value is wrapped in a reply of
-the API's shape (tool_use or text block, stop_reason, usage, `request-id` header).
+is recovered from the forced tool's name and its input from the user message with the `parse_*`
+helpers of `app.processors.prompts`; the value is wrapped in a reply of the API's shape (tool_use
+or text block, stop_reason, usage, `request-id` header). A request with no tool is `write_memory`
+when its message holds our `<facts>` block, else a **probe** ("is the API up?", e.g. "ping" with
+`max_tokens` 1), answered with a short text and subject to storms, limits and faults like any other.
 
-Configurable latency (mean ± a fraction) and faults, by rate or by a scripted sequence consumed
-first: 429 with `retry-after`, 529, 500, a response slower than any sane client timeout, a body
-that is not JSON, a reply cut at `max_tokens`. A ledger counts requests by outcome and tokens
-(≈ characters / 4), readable as `Simulator.ledger()` and at `GET /ledger`.
+Faults, by rate or by a scripted sequence consumed first (`push`): 429 with `retry-after`, 529,
+500, a response slower than any sane client timeout, a body that is not JSON, a reply cut at
+`max_tokens`. Latency is a mean ± a fraction.
+
+**Message Batches** (simulator_batches): `POST /v1/messages/batches`, `GET .../batches[?limit,
+after_id, before_id]`, `GET|DELETE .../batches/{id}`, `POST .../{id}/cancel`, `GET .../{id}/results`
+(JSONL); state lives here, so any client in any process may poll. Succeeded requests are answered
+by the same responder as `/v1/messages` (`_reply`); batch endpoints are not rate limited.
+
+**Rate limits** (simulator_limits): requests, input and output tokens per minute (None = no limit),
+output reserved from `max_tokens` then corrected; a refusal is a 429 `rate_limit_error` with
+`retry-after`; `anthropic-ratelimit-*` headers on every `/v1/messages` response.
+
+**Storms** (simulator_storms): `storm(outcome, seconds=, retry_after=, on_task=)` applies one
+outcome — `rate_limited`, `overloaded`, `server_error`, `connection_reset` (a TCP RST instead of a
+response) or `connection_refused` (the port stops listening) — to every `/v1` request for
+`seconds` (None: an outage, until `clear()`), from now or from the first request of `on_task`.
+
+Control over HTTP, for a simulator in another process: `POST /control/storm {"outcome",
+"seconds", "retry_after", "on_task"}`, `POST /control/clear`, `GET /ledger` (also on the optional
+`control_port`, which stays open while the main port refuses connections). The ledger
+(simulator_ledger) counts realtime requests by outcome and task, batch requests by result, tokens
+by mode (only what is billed), inputs answered twice, and the storm windows.
 
     with running_simulator(SimulatorConfig(latency_s=0.01)) as sim:
         client = anthropic.AsyncAnthropic(api_key="sk-sim", base_url=sim.base_url)
@@ -17,190 +38,216 @@ that is not JSON, a reply cut at `max_tokens`. A ledger counts requests by outco
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
-import random
-import threading
+import time
 import uuid
-from collections import Counter, deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from dataclasses import dataclass
+from typing import Any, get_args
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 from app.ports import LLM
 from app.processors import prompts
-from tests.support.serving import serve_in_thread
+from app.processors.prompts.blocks import Tag, one
+from tests.support.serving import serving
+from tests.support.simulator_batches import BatchOutcome, BatchQueue
+from tests.support.simulator_config import FaultDraw, Outcome, SimulatorConfig
+from tests.support.simulator_gate import Gate
+from tests.support.simulator_ledger import Answer, Ledger
+from tests.support.simulator_routes import batch_routes, control_routes
+from tests.support.simulator_storms import StormOutcome
+from tests.support.simulator_wire import (
+    FAULTS,
+    ApiError,
+    message_object,
+    read_json,
+    request_id,
+    tokens,
+)
 
 __all__ = ["Outcome", "Simulator", "SimulatorConfig", "running_simulator"]
 
-Outcome = Literal[
-    "ok", "rate_limited", "overloaded", "server_error", "slow", "invalid_json", "truncated"
-]
-_ERRORS: dict[str, tuple[int, str, str]] = {
-    "rate_limited": (
-        429,
-        "rate_limit_error",
-        "Number of request tokens has exceeded your rate limit",
-    ),
-    "overloaded": (529, "overloaded_error", "Overloaded"),
-    "server_error": (500, "api_error", "Internal server error"),
-}
+
+class _ResponderError(ApiError):
+    """The responder's own bug: a 500 the SDK is told not to retry, visible in the ledger."""
 
 
 @dataclass(frozen=True)
-class SimulatorConfig:
-    """Latency is `latency_s` ± `jitter` × `latency_s` (uniform); rates are per request, 0–1."""
-
-    latency_s: float = 0.0
-    jitter: float = 0.0
-    rate_429: float = 0.0
-    retry_after_s: float = 1.0
-    rate_529: float = 0.0
-    rate_500: float = 0.0
-    rate_slow: float = 0.0
-    slow_s: float = 30.0
-    rate_invalid_json: float = 0.0
-    rate_truncated: float = 0.0
-    script: tuple[Outcome, ...] = ()
-    valid_keys: frozenset[str] | None = None  # None: any non-empty key is accepted
-    models: frozenset[str] | None = None  # None: any model name is accepted
-    seed: int | None = 0
-
-    def rates(self) -> list[tuple[Outcome, float]]:
-        return [
-            ("rate_limited", self.rate_429),
-            ("overloaded", self.rate_529),
-            ("server_error", self.rate_500),
-            ("slow", self.rate_slow),
-            ("invalid_json", self.rate_invalid_json),
-            ("truncated", self.rate_truncated),
-        ]
-
-
-@dataclass
-class _Ledger:
-    by_outcome: Counter[str] = field(default_factory=Counter)
-    by_task: Counter[str] = field(default_factory=Counter)
-    # How often each distinct input was answered: what was paid for more than once.
-    by_input: Counter[str] = field(default_factory=Counter)
-    input_tokens: int = 0
-    output_tokens: int = 0
+class _Prepared:
+    task: str
+    user_text: str
+    model: str
+    max_tokens: int
+    input_tokens: int
 
 
 class Simulator:
     """The app and its state; `running_simulator` serves it on a free local port."""
 
-    def __init__(self, config: SimulatorConfig, *, llm: LLM | None = None) -> None:
+    def __init__(
+        self,
+        config: SimulatorConfig,
+        *,
+        llm: LLM | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.config = config
         self._llm = llm if llm is not None else _offline_llm()
-        self._random = random.Random(config.seed)
-        self._script: deque[Outcome] = deque(config.script)
-        self._ledger = _Ledger()
-        self._lock = threading.Lock()
+        self._faults = FaultDraw(config)
+        self._ledger = Ledger()
+        self.gate = Gate(config, clock=clock)
+        self.batches = BatchQueue(
+            respond=self._reply,
+            ledger=self._ledger,
+            settings=config.batch_settings(),
+            script=config.batch_script,
+            seed=None if config.seed is None else config.seed + 1,
+            clock=clock,
+        )
         self.base_url = ""
+        self.control_url = ""
         self.app = Starlette(
             routes=[
                 Route("/v1/messages", self._messages, methods=["POST"]),
-                Route("/ledger", self._get_ledger, methods=["GET"]),
+                *batch_routes(self.batches, self.gate, task_of=lambda p: _task_and_text(p)[0]),
+                *control_routes(self.gate, ledger=self.ledger),
             ]
         )
 
+    # --- control, in process (from any thread but the server's) -------------------------------
+
     def push(self, *outcomes: Outcome) -> None:
         """Script the next requests' outcomes (before any random fault)."""
-        with self._lock:
-            self._script.extend(outcomes)
+        self._faults.push(*outcomes)
+
+    def script_batch(self, outcomes: Mapping[str, BatchOutcome]) -> None:
+        """Plan the outcome of batch requests by custom_id (each used by one batch only)."""
+        self.batches.script(outcomes)
+
+    def storm(
+        self,
+        outcome: StormOutcome,
+        *,
+        seconds: float | None = None,
+        retry_after: float = 1.0,
+        on_task: str | None = None,
+    ) -> None:
+        """Apply `outcome` to every request for `seconds` (None: until `clear()`)."""
+        self.gate.start_storm(outcome, seconds=seconds, retry_after=retry_after, on_task=on_task)
+        self.gate.on_loop(self.gate.sync_listener())
+
+    def clear(self) -> None:
+        """End the storm or outage, if any."""
+        self.gate.storms.clear()
+        self.gate.on_loop(self.gate.sync_listener())
 
     def ledger(self) -> dict[str, Any]:
-        with self._lock:
-            led = self._ledger
-            return {
-                "requests": sum(led.by_outcome.values()),
-                "by_outcome": dict(led.by_outcome),
-                "by_task": dict(led.by_task),
-                "answered_more_than_once": sum(n - 1 for n in led.by_input.values() if n > 1),
-                "input_tokens": led.input_tokens,
-                "output_tokens": led.output_tokens,
-            }
+        return self._ledger.snapshot(self.gate.storms.records())
 
     def reset_ledger(self) -> None:
-        with self._lock:
-            self._ledger = _Ledger()
+        self._ledger.reset()
+        self.gate.storms.reset()
 
-    # --- HTTP ---------------------------------------------------------------------------------
-
-    async def _get_ledger(self, request: Request) -> Response:
-        return JSONResponse(self.ledger())
+    # --- HTTP: the Messages API -------------------------------------------------------------------
 
     async def _messages(self, request: Request) -> Response:
-        request_id = f"req_sim_{uuid.uuid4().hex[:20]}"
-        key = request.headers.get("x-api-key") or _bearer(request.headers.get("authorization"))
-        if not key or (self.config.valid_keys is not None and key not in self.config.valid_keys):
-            return self._error(request_id, 401, "authentication_error", "invalid x-api-key")
+        rid, gate = request_id(), self.gate
         try:
-            body = json.loads(await request.body())
+            gate.authenticate(request)
+            prepared: _Prepared | None = self._prepare(await read_json(request))
+            invalid = None
+        except ApiError as exc:
+            if exc.status == 401:
+                self._ledger.realtime(exc.kind)
+                return exc.response(rid, gate.limit_headers())
+            prepared, invalid = None, exc
+        task = prepared.task if prepared is not None else None
+        label = task or "unparsed"
+        hit = await gate.hit(request, tasks={label}, label=label, request_id=rid)
+        if hit is not None:
+            self._ledger.realtime(hit[0].outcome, task=task)
+            return hit[1]
+        if prepared is None or invalid is not None:
+            assert invalid is not None
+            self._ledger.realtime(invalid.kind)
+            return invalid.response(rid, gate.limit_headers())
+        admission = gate.admit(input_tokens=prepared.input_tokens, max_tokens=prepared.max_tokens)
+        if admission.retry_after:
+            self._ledger.realtime("throttled", task=task)
+            return gate.throttled(admission).response(rid, gate.limit_headers())
+        outcome = self._faults.outcome()
+        if outcome in FAULTS:
+            gate.settle(admission, 0)
+            self._ledger.realtime(outcome, task=task)
+            status, kind, message = FAULTS[outcome]
+            retry = {"retry-after": f"{self.config.retry_after_s:g}"}
+            return ApiError(status, kind, message, headers=retry).response(
+                rid, gate.limit_headers()
+            )
+        await asyncio.sleep(self._faults.latency(outcome))
+        try:
+            answer = await self._reply_prepared(prepared, outcome)
+        except _ResponderError as exc:
+            gate.settle(admission, 0)
+            self._ledger.realtime("responder_error", task=task)
+            return exc.response(rid, gate.limit_headers())
+        gate.settle(admission, answer.output_tokens)
+        self._ledger.realtime(outcome, task=task, answer=answer)
+        raw = json.dumps(answer.message)
+        if outcome == "invalid_json":
+            raw = raw[: len(raw) // 2]
+        headers = {"request-id": rid, **gate.limit_headers()}
+        return Response(raw, media_type="application/json", headers=headers)
+
+    # --- the responder, shared by /v1/messages and batch requests -------------------------------
+
+    async def _reply(self, params: Any, outcome: str) -> Answer:
+        """A batch request's answer: what `/v1/messages` would reply to these params."""
+        return await self._reply_prepared(self._prepare(params), outcome)
+
+    def _prepare(self, body: Any) -> _Prepared:
+        try:
             task, user_text = _task_and_text(body)
-        except (ValueError, KeyError, TypeError, IndexError) as exc:
-            return self._error(request_id, 400, "invalid_request_error", f"bad request: {exc}")
-        model = str(body["model"])
+            model, max_tokens = str(body["model"]), int(body["max_tokens"])
+        except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+            raise ApiError(400, "invalid_request_error", f"bad request: {exc}") from exc
         if self.config.models is not None and model not in self.config.models:
-            return self._error(request_id, 404, "not_found_error", f"model: {model}")
-        outcome = self._next_outcome()
-        if outcome in _ERRORS:
-            status, kind, message = _ERRORS[outcome]
-            headers = {"retry-after": f"{self.config.retry_after_s:g}"}
-            return self._error(request_id, status, kind, message, outcome=outcome, headers=headers)
-        await asyncio.sleep(self._latency() + (self.config.slow_s if outcome == "slow" else 0.0))
+            raise ApiError(404, "not_found_error", f"model: {model}")
+        input_tokens = tokens(json.dumps(body.get("system", ""))) + tokens(user_text)
+        input_tokens += tokens(json.dumps(body.get("tools", [])))
+        return _Prepared(task, user_text, model, max_tokens, input_tokens)
+
+    async def _reply_prepared(self, prepared: _Prepared, outcome: str) -> Answer:
+        task = prepared.task
         try:
-            content, stop_reason = await self._answer(task, user_text, outcome=outcome)
-        except Exception as exc:  # the responder's bug: visible in the ledger, not retried
-            return self._error(
-                request_id,
+            content, stop_reason = await self._answer(task, prepared.user_text, outcome=outcome)
+        except Exception as exc:
+            raise _ResponderError(
                 500,
                 "api_error",
                 f"simulator responder failed on {task}: {type(exc).__name__}: {exc}",
-                outcome="responder_error",
                 headers={"x-should-retry": "false"},
-            )
-        input_tokens = _tokens(json.dumps(body.get("system", ""))) + _tokens(user_text)
-        input_tokens += _tokens(json.dumps(body.get("tools", [])))
-        output_tokens = _tokens(json.dumps(content))
+            ) from exc
+        output_tokens = tokens(json.dumps(content))
         if outcome == "truncated":
-            output_tokens = int(body["max_tokens"])
-        with self._lock:
-            self._ledger.by_outcome[outcome] += 1
-            self._ledger.by_task[task] += 1
-            self._ledger.by_input[hashlib.sha256(user_text.encode()).hexdigest()[:16]] += 1
-            self._ledger.input_tokens += input_tokens
-            self._ledger.output_tokens += output_tokens
-        reply = {
-            "id": f"msg_sim_{uuid.uuid4().hex[:20]}",
-            "type": "message",
-            "role": "assistant",
-            "model": model,
-            "content": content,
-            "stop_reason": stop_reason,
-            "stop_sequence": None,
-            "usage": {
-                "input_tokens": input_tokens,
-                "output_tokens": output_tokens,
-                "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
-            },
-        }
-        raw = json.dumps(reply)
-        if outcome == "invalid_json":
-            raw = raw[: len(raw) // 2]
-        return Response(raw, media_type="application/json", headers={"request-id": request_id})
+            output_tokens = prepared.max_tokens
+        elif task == "probe":
+            output_tokens = 1
+        message = message_object(
+            prepared.model, content, stop_reason, prepared.input_tokens, output_tokens
+        )
+        return Answer(task, message, prepared.input_tokens, output_tokens, prepared.user_text)
 
     async def _answer(
-        self, task: str, user_text: str, *, outcome: Outcome
+        self, task: str, user_text: str, *, outcome: str
     ) -> tuple[list[dict[str, Any]], str]:
+        if task == "probe":
+            return [{"type": "text", "text": "pong"}], "end_turn"
         value = await _call(self._llm, task, user_text)
         tool = prompts.tool_for(task)
         if tool is None:
@@ -215,43 +262,6 @@ class Simulator:
             "input": {} if outcome == "truncated" else value,
         }
         return [block], "max_tokens" if outcome == "truncated" else "tool_use"
-
-    def _error(
-        self,
-        request_id: str,
-        status: int,
-        kind: str,
-        message: str,
-        *,
-        outcome: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        with self._lock:
-            self._ledger.by_outcome[outcome or kind] += 1
-        body = {
-            "type": "error",
-            "error": {"type": kind, "message": message},
-            "request_id": request_id,
-        }
-        return JSONResponse(
-            body, status_code=status, headers={"request-id": request_id, **(headers or {})}
-        )
-
-    def _next_outcome(self) -> Outcome:
-        with self._lock:
-            if self._script:
-                return self._script.popleft()
-            draw = self._random.random()
-        for outcome, rate in self.config.rates():
-            if draw < rate:
-                return outcome
-            draw -= rate
-        return "ok"
-
-    def _latency(self) -> float:
-        mean, spread = self.config.latency_s, self.config.latency_s * self.config.jitter
-        with self._lock:
-            return max(0.0, self._random.uniform(mean - spread, mean + spread))
 
 
 async def _call(llm: LLM, task: str, user_text: str) -> Any:
@@ -273,23 +283,15 @@ async def _call(llm: LLM, task: str, user_text: str) -> Any:
 
 def _task_and_text(body: dict[str, Any]) -> tuple[str, str]:
     tools = body.get("tools") or []
-    task = prompts.task_for_tool(tools[0]["name"]) if tools else "write_memory"
-    if task is None:
-        raise ValueError(f"unknown tool {tools[0]['name']!r}")
     content = body["messages"][-1]["content"]
     if isinstance(content, list):
         content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    if not tools:  # MEMORY replies in markdown; anything else without a tool is a probe
+        return ("write_memory" if one(str(content), Tag.FACTS) else "probe"), str(content)
+    task = prompts.task_for_tool(tools[0]["name"])
+    if task is None:
+        raise ValueError(f"unknown tool {tools[0]['name']!r}")
     return task, str(content)
-
-
-def _bearer(header: str | None) -> str | None:
-    if header and header.lower().startswith("bearer "):
-        return header[7:].strip()
-    return None
-
-
-def _tokens(text: str) -> int:
-    return max(1, len(text) // 4)
 
 
 def _offline_llm() -> LLM:
@@ -300,13 +302,24 @@ def _offline_llm() -> LLM:
 
 @contextmanager
 def running_simulator(
-    config: SimulatorConfig | None = None, *, llm: LLM | None = None, port: int = 0
+    config: SimulatorConfig | None = None,
+    *,
+    llm: LLM | None = None,
+    port: int = 0,
+    control_port: int | None = None,
 ) -> Iterator[Simulator]:
-    """Serve a simulator on 127.0.0.1 (a free port unless given) in a thread; stop it on exit."""
+    """Serve a simulator on 127.0.0.1 (a free port unless given) in a thread; stop it on exit.
+
+    `control_port` (0: a free one) also serves it on a port that a `connection_refused` storm
+    leaves open, so `/control/*` and `/ledger` stay reachable; `sim.control_url` names it.
+    """
     simulator = Simulator(config or SimulatorConfig(), llm=llm)
-    with serve_in_thread(simulator.app, name="messages-simulator", port=port) as base_url:
-        simulator.base_url = base_url
+    with serving(
+        simulator.app, name="messages-simulator", port=port, control_port=control_port
+    ) as served:
+        simulator.gate.served = served
+        simulator.base_url, simulator.control_url = served.base_url, served.control_url
         yield simulator
 
 
-assert set(get_args(Outcome)) >= set(_ERRORS)
+assert set(get_args(Outcome)) >= set(FAULTS)
