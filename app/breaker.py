@@ -25,12 +25,12 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
-from app.domain import Fact
 from app.errors import LLMUnavailable
 from app.metrics import METRICS
 from app.ports import (
     LLM,
     ExtractionRequest,
+    ExtractionResult,
     LLMReply,
     MemoryRequest,
     ReduceRequest,
@@ -223,7 +223,7 @@ class GuardedLLM:
             except LLMUnavailable as exc:
                 self.breaker.record_failure(exc)
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
         return await self._guarded(lambda: self.inner.extract_facts(request))
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:

@@ -27,7 +27,8 @@ def add_cache_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         "cache",
         help="check or repair the fact cache (counts as JSON)",
         description="The fact cache holds each chunk's extracted facts, so a re-run pays only for "
-        "new chunks. Entries of an extractor version other than the current one are stale.",
+        "new chunks. Entries of an older extractor version (text layout or prompt) are stale; "
+        "entries of another provider or model are kept.",
     )
     actions = cache.add_subparsers(dest="cache_command", required=True, metavar="<action>")
     validate = actions.add_parser(
@@ -47,11 +48,16 @@ def add_cache_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 
 def _current_version() -> str:
+    """The current layout and prompt: versions are `<this>/<provider>:<model>`."""
     # Imported when used: the prompt modules behind it take a third of a second to load, which
     # every other command would pay for at start.
     from app.processors.extraction.text import EXTRACTOR_VERSION
 
     return EXTRACTOR_VERSION
+
+
+def _is_stale(version: str, current: str) -> bool:
+    return version.split("/", 1)[0] != current
 
 
 async def validate_fact_cache(store: Store, *, user_id: str | None) -> dict[str, Any]:
@@ -68,7 +74,7 @@ async def validate_fact_cache(store: Store, *, user_id: str | None) -> dict[str,
                 reasons[entry.problem] += 1
             else:
                 valid += 1
-            stale += entry.key.extractor_version != current
+            stale += _is_stale(entry.key.extractor_version, current)
     return {
         "user_id": user_id,
         "current_extractor_version": current,
@@ -89,7 +95,7 @@ def _reason_to_remove(
 ) -> str | None:
     if entry.problem:
         return "invalid"
-    if stale and entry.key.extractor_version != current:
+    if stale and _is_stale(entry.key.extractor_version, current):
         return "stale"
     return "all" if everything else None
 

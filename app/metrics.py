@@ -12,11 +12,11 @@ from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from app.domain import Fact
 from app.errors import LLMError
 from app.ports import (
     LLM,
     ExtractionRequest,
+    ExtractionResult,
     LLMReply,
     MemoryRequest,
     ReduceRequest,
@@ -160,7 +160,7 @@ class MeteredLLM:
         metrics.llm_retries.inc(reply.call.retries)
         return reply
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
         return await self._measure("extract_facts", lambda: self.inner.extract_facts(request))
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:

@@ -18,8 +18,10 @@ from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSi
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
     "LLM",
+    "Excerpt",
     "ExportSource",
     "ExtractionRequest",
+    "ExtractionResult",
     "FactCacheEntry",
     "FactCacheKey",
     "LLMCall",
@@ -243,8 +245,9 @@ class LLMReply(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
-class ExtractionRequest:
-    """One chunk, already reduced to the text the model should see (see docs/EXTRACTION.md)."""
+class Excerpt:
+    """One chunk (or one batch of the user's signals), already reduced to the text the model
+    should see (see docs/EXTRACTION.md), with the provenance its facts will carry."""
 
     chunk_id: str
     conversation_id: str
@@ -252,6 +255,28 @@ class ExtractionRequest:
     date: date | None
     text: str
     signals: tuple[UserSignal, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionRequest:
+    """One extraction request: several excerpts packed together, each delimited with its own id
+    (its position, 1…n) and date, so the model attributes every fact to its excerpt."""
+
+    excerpts: tuple[Excerpt, ...]
+
+    @classmethod
+    def of(cls, *excerpts: Excerpt) -> ExtractionRequest:
+        return cls(tuple(excerpts))
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractionResult:
+    """Facts per excerpt, aligned with the request's excerpts (without provenance: the stage adds
+    it). `None` where the reply said nothing about an excerpt (it is asked about again, alone);
+    `unknown` counts entries naming an excerpt the request did not hold (dropped)."""
+
+    facts: tuple[list[Fact] | None, ...]
+    unknown: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,8 +308,8 @@ class LLM(Protocol):
     @property
     def model(self) -> str: ...
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
-        """Facts about the user in this chunk, without provenance (the stage adds it)."""
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
+        """Facts about the user in each excerpt of the request, without provenance."""
         ...
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:

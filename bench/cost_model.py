@@ -62,16 +62,23 @@ class ReplyFormat:
     name: str
     skeleton: str
     item: Callable[[Fact], str | None]
+    # Each excerpt of a packed request is listed by its id, facts or not.
+    per_excerpt: str = ""
 
     def item_tokens(self, fact: Fact) -> int | None:
         text = self.item(fact)
         return None if text is None else estimate_tokens(text)
 
 
-def output_tokens(facts: Iterable[Fact], calls: int, reply: ReplyFormat) -> int:
-    """Modelled output tokens of `calls` replies in `reply`'s format carrying `facts` in all.
-    Facts the format has no place for cost nothing (the design would not have returned them)."""
+def output_tokens(
+    facts: Iterable[Fact], calls: int, reply: ReplyFormat, *, excerpts: int = 0
+) -> int:
+    """Modelled output tokens of `calls` replies in `reply`'s format carrying `facts` in all
+    (and listing `excerpts` excerpts by id, for a packed format). Facts the format has no place
+    for cost nothing (the design would not have returned them)."""
     total = calls * estimate_tokens(reply.skeleton)
+    if reply.per_excerpt:
+        total += excerpts * estimate_tokens(reply.per_excerpt)
     for fact in facts:
         total += reply.item_tokens(fact) or 0
     return total
@@ -82,7 +89,12 @@ def _our_item(fact: Fact) -> str:
     return json.dumps(item, ensure_ascii=False) + ", "
 
 
-OUR_REPLY = ReplyFormat(name="record_facts tool input", skeleton='{"facts": []}', item=_our_item)
+OUR_REPLY = ReplyFormat(
+    name="record_facts tool input, packed",
+    skeleton='{"excerpts": []}',
+    item=_our_item,
+    per_excerpt='{"id": "12", "facts": []}, ',
+)
 
 # The earlier design's reply: its five keys, pretty-printed as in its prompt's example. Facts of
 # categories it never asked for (About Me, People) have no key: a model following that prompt
@@ -132,20 +144,32 @@ class DesignCost:
     max_tokens: int
     chunks: int = 0
     calls: int = 0
+    excerpts: int = 0  # excerpts sent (one per call for a design that does not pack)
     skipped: int = 0  # chunks that made no call
     text_tokens: int = 0  # the conversation text sent, without prompt or wrapper
     input_tokens: int = 0  # the whole request
     facts: int = 0  # facts the offline rules find in what was sent
     unpriced_facts: int = 0  # of them, facts the reply format has no place for
     output_tokens: int = 0
+    reserved_output_tokens: int = 0  # Σ max_tokens: what counts against the output limit
 
-    def add_call(self, *, input_tokens: int, text_tokens: int, facts: list[Fact]) -> None:
+    def add_call(
+        self,
+        *,
+        input_tokens: int,
+        text_tokens: int,
+        facts: list[Fact],
+        excerpts: int = 1,
+        max_tokens: int | None = None,
+    ) -> None:
         self.calls += 1
+        self.excerpts += excerpts
         self.input_tokens += input_tokens
         self.text_tokens += text_tokens
         self.facts += len(facts)
         self.unpriced_facts += sum(1 for f in facts if self.reply.item(f) is None)
-        self.output_tokens += output_tokens(facts, 1, self.reply)
+        self.output_tokens += output_tokens(facts, 1, self.reply, excerpts=excerpts)
+        self.reserved_output_tokens += max_tokens if max_tokens is not None else self.max_tokens
 
     def usd(self, price: ModelPrice, *, batch: bool = False) -> float:
         usd = (self.input_tokens * price.input + self.output_tokens * price.output) / 1e6
@@ -168,6 +192,7 @@ def offline_facts() -> Iterator[Callable[[ExtractionRequest], list[Fact]]]:
     with asyncio.Runner() as runner:
 
         def facts(request: ExtractionRequest) -> list[Fact]:
-            return runner.run(llm.extract_facts(request)).value
+            result = runner.run(llm.extract_facts(request)).value
+            return [fact for found in result.facts for fact in found or ()]
 
         yield facts

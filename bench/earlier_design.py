@@ -36,7 +36,7 @@ from typing import Any
 
 import ijson
 
-from app.ports import ExtractionRequest
+from app.ports import Excerpt, ExtractionRequest
 from app.processors.reading.text import estimate_tokens
 from bench.cost_model import EARLIER_REPLY, DesignCost, ReplyFormat, offline_facts
 
@@ -218,12 +218,14 @@ def earlier_design_cost(path: Path, *, reply: ReplyFormat = EARLIER_REPLY) -> De
     with offline_facts() as facts_of:
         for conversation, chunk in earlier_chunks(path):
             cost.chunks += 1
-            request = ExtractionRequest(
-                chunk_id="",
-                conversation_id=str(conversation.get("id", "")),
-                title=None,
-                date=None,
-                text=chunk,
+            request = ExtractionRequest.of(
+                Excerpt(
+                    chunk_id="",
+                    conversation_id=str(conversation.get("id", "")),
+                    title=None,
+                    date=None,
+                    text=chunk,
+                )
             )
             cost.add_call(
                 input_tokens=request_tokens(chunk),

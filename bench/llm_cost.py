@@ -2,17 +2,18 @@
 
     python -m bench.llm_cost [--size-mb 100 | --path EXPORT] [--shape short] [--quick]
     python -m bench.llm_cost --shape one-message --conversations 20000
-    python -m bench.llm_cost --size-mb 100 --grouped     # + the "one call per run of a
-                                                          #   conversation's chunks" row
+    python -m bench.llm_cost --size-mb 100 --budgets 1,2000,8000   # + rows at other request
+                                                                    #   budgets (1: one chunk)
 
 No API call: every figure is an estimate. Both designs in the same run, both by
 `estimate_tokens` (ceil(UTF-8 bytes / 4)), both output by `bench.cost_model`'s one model.
 
 - **Ours** (`our_design_cost`): the export read and chunked as an import does (1,500-token
-  chunks, no overlap, pastes cut at `max_message_chars`); per chunk `build_extraction_text`, a
-  call only when it is not empty; each call's input is the real request: `EXTRACT_SYSTEM` + the
-  `record_facts` tool definition + `extraction_message(...)`; plus one call per batch of user
-  signals, as `extract_facts` makes them.
+  chunks, no overlap, pastes cut at `max_message_chars`); per chunk `build_extraction_text`, no
+  excerpt when it is empty; the requests packed as `extract_facts` packs them with an empty
+  cache (`app.processors.extraction.plan.plan_requests`, `EXTRACTION_REQUEST_TOKENS` of
+  excerpts a request, signals last); each request's input is the real one: `EXTRACT_SYSTEM` +
+  the `record_facts` tool definition + `extraction_message(...)`.
 - **Earlier design** (`bench.earlier_design.earlier_design_cost`): its own reading, formatting,
   chunking (2,000 tokens by len // 4, 200 of overlap) and request (its prompt, no tool), a call
   per chunk — reproduced from its code, see that module.
@@ -32,14 +33,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.adapters.anthropic_llm import MAX_TOKENS
+from app.adapters.anthropic_llm import extraction_max_tokens
 from app.config import Settings
-from app.domain import UserSignal
-from app.ports import ExtractionRequest
 from app.pricing import price_for
 from app.processors import prompts
-from app.processors.extraction.text import build_extraction_text, signal_batches
-from app.processors.reading.chunking import chunk_as_configured
+from app.processors.extraction.packing import request_of
+from app.processors.extraction.plan import fixed_request_tokens, plan_requests
 from app.processors.reading.export_reader import iter_conversations
 from app.processors.reading.text import estimate_tokens
 from bench.common import OUT_DIR, USER_ID, bench_settings, ensure_export, machine, quiet_logs
@@ -51,73 +50,46 @@ __all__ = ["main", "our_design_cost", "request_overhead"]
 
 
 def request_overhead() -> int:
-    """Tokens of every extraction request of ours besides the message: system prompt + tool."""
-    tool = prompts.tool_for("extract_facts")
-    assert tool is not None
-    return estimate_tokens(prompts.EXTRACT_SYSTEM) + estimate_tokens(json.dumps(tool.param()))
-
-
-def _group(texts: list[str], budget: int) -> list[str]:
-    """Consecutive excerpts of one conversation joined while the result stays within `budget`."""
-    groups: list[str] = []
-    for text in texts:
-        if groups and estimate_tokens(groups[-1]) + estimate_tokens(text) <= budget:
-            groups[-1] += "\n\n" + text
-        else:
-            groups.append(text)
-    return groups
+    """Tokens of every extraction request of ours besides its excerpts: system prompt + tool."""
+    return fixed_request_tokens()
 
 
 def our_design_cost(
-    path: Path,
-    *,
-    settings: Settings,
-    group_tokens: int | None = None,
-    reply: ReplyFormat = OUR_REPLY,
+    path: Path, *, settings: Settings, reply: ReplyFormat = OUR_REPLY
 ) -> DesignCost:
-    """Our extraction requests over the export; with `group_tokens`, one call per run of a
-    conversation's chunks whose excerpts fit `group_tokens` together (not what extract_facts
-    does)."""
-    name = "ours" if group_tokens is None else f"ours, grouped to {group_tokens}"
-    cost = DesignCost(name=name, reply=reply, max_tokens=MAX_TOKENS["extract_facts"])
+    """Our extraction requests over the export, packed as `extract_facts` packs them
+    (`EXTRACTION_REQUEST_TOKENS` of excerpts a request; `plan_requests`)."""
+    name = f"ours, packed to {settings.extraction_request_tokens:,} tokens"
+    cost = DesignCost(name=name, reply=reply, max_tokens=0)
     overhead = request_overhead()
-    signals: list[UserSignal] = []
-
-    def call(request: ExtractionRequest) -> None:
-        cost.add_call(
-            input_tokens=overhead + estimate_tokens(prompts.extraction_message(request)),
-            text_tokens=estimate_tokens(request.text),
-            facts=facts_of(request),
-        )
-
+    counts: dict[str, int] = {}
+    conversations = iter_conversations(path, settings=settings)
     with offline_facts() as facts_of:
-        for conversation in iter_conversations(path, settings=settings):
-            signals.extend(conversation.signals)
-            texts: list[str] = []
-            for chunk in chunk_as_configured(conversation, user_id=USER_ID, settings=settings):
-                cost.chunks += 1
-                text = build_extraction_text(chunk)
-                if text:
-                    texts.append(text)
-                else:
-                    cost.skipped += 1
-            for text in _group(texts, group_tokens) if group_tokens else texts:
-                day = conversation.created_at.date() if conversation.created_at else None
-                call(ExtractionRequest("chunk", conversation.id, conversation.title, day, text))
-        for batch in signal_batches(signals):
-            call(ExtractionRequest("signals", "", "signals", None, "", signals=batch))
+        for pack in plan_requests(conversations, settings=settings, user_id=USER_ID, counts=counts):
+            request = request_of(pack)
+            cost.add_call(
+                input_tokens=overhead + estimate_tokens(prompts.extraction_message(request)),
+                text_tokens=sum(
+                    estimate_tokens(u.excerpt.text or "".join(s.text for s in u.excerpt.signals))
+                    for u in pack
+                ),
+                facts=facts_of(request),
+                excerpts=len(pack),
+                max_tokens=extraction_max_tokens(len(pack)),
+            )
+    cost.chunks, cost.skipped = counts["chunks"], counts["skipped"]
     return cost
 
 
-def _report(path: Path, *, grouped: bool) -> dict[str, Any]:
+def _report(path: Path, *, budgets: list[int]) -> dict[str, Any]:
     settings = bench_settings()
     price = price_for(settings)
     started = time.perf_counter()
     designs = [our_design_cost(path, settings=settings), earlier_design_cost(path)]
-    if grouped:
-        designs.append(
-            our_design_cost(path, settings=settings, group_tokens=settings.chunk_target_tokens)
-        )
+    for budget in budgets:
+        if budget != settings.extraction_request_tokens:
+            other = bench_settings(extraction_request_tokens=budget)
+            designs.append(our_design_cost(path, settings=other))
     ours, earlier = designs[0], designs[1]
     print(f"machine: {machine()}\nexport: {path} ({path.stat().st_size / 2**20:.1f} MiB)")
     print(
@@ -161,14 +133,19 @@ def main() -> None:
         "--conversations", type=int, help="generate this many conversations instead of a size"
     )
     parser.add_argument("--path", type=Path, help="an export to measure instead of a generated one")
-    parser.add_argument("--grouped", action="store_true", help="add the grouped-calls row")
+    parser.add_argument(
+        "--budgets",
+        default="",
+        help="also price these request budgets, comma-separated tokens (1 = one chunk a call)",
+    )
     parser.add_argument("--quick", action="store_true", help="the generated 5 MB export")
     args = parser.parse_args()
     quiet_logs()
     path = args.path or ensure_export(
         5 if args.quick else args.size_mb, shape=args.shape, conversations=args.conversations
     )
-    result = _report(path, grouped=args.grouped)
+    budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
+    result = _report(path, budgets=budgets)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / f"llm-cost-{int(time.time())}.json"
     out.write_text(json.dumps({"machine": machine(), **result}, indent=2))

@@ -12,13 +12,13 @@ import pytest
 from app.breaker import GuardedLLM, Outage, ProviderBreaker
 from app.domain import Fact, FactCategory
 from app.errors import LLMBadOutput, LLMFatal, LLMUnavailable
-from app.ports import ExtractionRequest, MemoryRequest
+from app.ports import Excerpt, ExtractionRequest, MemoryRequest
 from tests.support.fakes import ScriptedLLM
 
 
 def _request(n: int) -> ExtractionRequest:
-    return ExtractionRequest(
-        chunk_id=f"c{n}", conversation_id="conv", title=None, date=None, text=f"User: {n}"
+    return ExtractionRequest.of(
+        Excerpt(chunk_id=f"c{n}", conversation_id="conv", title=None, date=None, text=f"User: {n}")
     )
 
 
@@ -64,7 +64,7 @@ async def test_calls_wait_for_the_provider_and_none_is_lost() -> None:
     assert not any(call.done() for call in calls)
     flaky.back.set()
     replies = await asyncio.wait_for(asyncio.gather(*calls), timeout=5)
-    assert [r.value[0].text for r in replies] == ["The user is back."] * 5
+    assert [(r.value.facts[0] or [])[0].text for r in replies] == ["The user is back."] * 5
     assert guarded.breaker.state == "closed"
     assert llm.probes == 4  # one probe at a time, until one is answered
     # Announced once when it opened and once when it closed, however many calls waited.

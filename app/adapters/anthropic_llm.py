@@ -17,10 +17,10 @@ from anthropic.types import Message
 from pydantic import BaseModel, ValidationError
 
 from app.config import Settings
-from app.domain import Fact
 from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRefused, LLMUnavailable
 from app.ports import (
     ExtractionRequest,
+    ExtractionResult,
     LLMCall,
     LLMReply,
     LLMUsage,
@@ -31,7 +31,7 @@ from app.ports import (
 from app.processors import prompts
 from app.sections import SectionSet
 
-__all__ = ["MAX_TOKENS", "AnthropicLLM", "translate_error"]
+__all__ = ["MAX_TOKENS", "AnthropicLLM", "extraction_max_tokens", "translate_error"]
 
 _M = TypeVar("_M", bound=BaseModel)
 _log = structlog.get_logger(__name__)
@@ -39,10 +39,14 @@ _log = structlog.get_logger(__name__)
 # Output tokens are reserved from max_tokens against the per-minute output limit when a request
 # starts (FACTS.md), so each task asks for what its reply can need, not more. See docs/LLM.md.
 MAX_TOKENS: dict[str, int] = {
-    "extract_facts": 1_024,  # ≤ 15 facts × ~45 tokens of JSON ≈ 700
     "write_memory": 8_192,  # one call per job over ≤ FACT_TOKEN_BUDGET of facts
     "write_sections": 4_096,  # five sections, ~30 short fields
 }
+# A packed extraction reply: the list's framing plus, per excerpt, its id and a few facts
+# (~45 tokens of JSON each). A reply cut at the limit is split and asked again in halves.
+_EXTRACT_BASE_TOKENS = 320
+_EXTRACT_TOKENS_PER_EXCERPT = 200
+_EXTRACT_MAX_TOKENS = 8_192
 _REDUCE_BASE_TOKENS = 256
 _REDUCE_TOKENS_PER_FACT = 64
 _REDUCE_MAX_TOKENS = 16_384
@@ -51,6 +55,11 @@ _BILLING_HINTS = ("credit balance", "billing", "spend limit", "purchase credits"
 _SPEND_LIMIT_CODES = frozenset(
     {"contract_spend_limit_reached", "enforced_spend_limit_reached", "organization_on_hold"}
 )
+
+
+def extraction_max_tokens(excerpts: int) -> int:
+    """`max_tokens` for a packed extraction request of `excerpts` excerpts."""
+    return min(_EXTRACT_MAX_TOKENS, _EXTRACT_BASE_TOKENS + _EXTRACT_TOKENS_PER_EXCERPT * excerpts)
 
 
 def _reduce_max_tokens(target_count: int) -> int:
@@ -192,15 +201,18 @@ class AnthropicLLM:
 
     # --- the four tasks -----------------------------------------------------------------------
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
         parsed, call = await self._tool_call(
             task="extract_facts",
             system=prompts.EXTRACT_SYSTEM,
             user=prompts.extraction_message(request),
-            max_tokens=MAX_TOKENS["extract_facts"],
+            max_tokens=extraction_max_tokens(len(request.excerpts)),
             reply_model=prompts.ExtractedFacts,
         )
-        return LLMReply(value=parsed.to_facts(), call=call)
+        result = prompts.parse_extraction_reply(parsed, excerpts=len(request.excerpts))
+        if result.unknown:
+            _log.warning("llm.reply_unknown_excerpts", unknown=result.unknown)
+        return LLMReply(value=result, call=call)
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
         parsed, call = await self._tool_call(

@@ -22,6 +22,7 @@ from app.adapters.offline_rules import facts_from_signals, facts_from_text, user
 from app.domain import Fact, FactCategory
 from app.ports import (
     ExtractionRequest,
+    ExtractionResult,
     LLMCall,
     LLMReply,
     LLMUsage,
@@ -354,12 +355,18 @@ class OfflineLLM:
         usage = LLMUsage(input_tokens=len(prompt) // 4, output_tokens=len(output) // 4)
         return LLMCall(task=task, model=self.model, usage=usage)
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
-        facts = facts_from_signals(request.signals) if request.signals else []
-        if request.text:
-            facts += facts_from_text(user_text(request.text))
-        prompt = request.text + "".join(s.text for s in request.signals)
-        return LLMReply(facts, self._call("extract_facts", prompt, "".join(f.text for f in facts)))
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
+        """The rules, excerpt by excerpt: every excerpt of a packed request is answered."""
+        found: list[list[Fact] | None] = []
+        prompt = output = ""
+        for excerpt in request.excerpts:
+            facts = facts_from_signals(excerpt.signals) if excerpt.signals else []
+            if excerpt.text:
+                facts += facts_from_text(user_text(excerpt.text))
+            found.append(facts)
+            prompt += excerpt.text + "".join(s.text for s in excerpt.signals)
+            output += "".join(f.text for f in facts)
+        return LLMReply(ExtractionResult(tuple(found)), self._call("extract_facts", prompt, output))
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
         """Drop exact duplicates and facts whose words another fact contains; keep the first

@@ -21,6 +21,7 @@ from app.domain import Chunk, UserSignal
 from app.processors.composing.consolidation import FactBook
 from app.processors.context import JobContext, StepFailed
 from app.processors.extraction.stage import ExtractionOutcome, extract_facts
+from app.processors.extraction.text import extractor_version
 from app.processors.ledger import CostLedger
 from app.processors.reading.chunking import chunk_as_configured
 from app.processors.reading.export_reader import ExportReader
@@ -176,6 +177,8 @@ async def _extract(
             concurrency=settings.fact_extraction_concurrency,
             max_failure_ratio=settings.extraction_failure_ratio,
             ledger=ledger,
+            request_tokens=settings.extraction_request_tokens,
+            extractor_version=extractor_version(ctx.llm.provider, ctx.llm.model),
             expected_total=ctx.job.chunk_count,
             sink=result.book.add_all,
             on_progress=ctx.pulse,
@@ -188,6 +191,9 @@ async def _extract(
             extracted=outcome.chunks_extracted,
             failed=outcome.chunks_failed,
             failed_by_kind=outcome.failures_by_kind,
+            requests_split=outcome.requests_split,
+            asked_alone=outcome.asked_alone,
+            unknown_excerpts=outcome.unknown_excerpts,
             unextracted=outcome.chunks_unextracted,
             skipped=outcome.chunks_skipped,
             facts=outcome.facts_found,

@@ -21,24 +21,33 @@ import respx
 from pydantic import SecretStr
 from structlog.testing import capture_logs
 
-from app.adapters.anthropic_llm import MAX_TOKENS, AnthropicLLM
+from app.adapters.anthropic_llm import MAX_TOKENS, AnthropicLLM, extraction_max_tokens
 from app.config import Settings
 from app.domain import Fact, FactCategory, UserSignal
 from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRefused, LLMUnavailable
-from app.ports import ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
+from app.ports import Excerpt, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
 from app.processors import prompts
 from app.sections import NO_DATA
 
 MODEL = "claude-haiku-4-5-20251001"
 URL = "https://api.anthropic.com/v1/messages"
-CHUNK = ExtractionRequest(
+MOVING = Excerpt(
     chunk_id="c1",
     conversation_id="conv-1",
     title="Moving house",
     date=date(2024, 5, 2),
     text="User: I am moving to Bergen in June with my partner Ana.\nAssistant: Congratulations!",
+)
+NOTES = Excerpt(
+    chunk_id="signals:1",
+    conversation_id="conv-1",
+    title=None,
+    date=None,
+    text="",
     signals=(UserSignal(kind="bio", text="Works as a nurse.", conversation_id="conv-1"),),
 )
+CHUNK = ExtractionRequest.of(MOVING, NOTES)
+EMPTY = {"excerpts": [{"id": "1", "facts": []}, {"id": "2", "facts": []}]}
 
 
 def _message(
@@ -107,9 +116,27 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
     router: respx.Router, llm: AnthropicLLM
 ) -> None:
     payload = {
-        "facts": [
-            {"category": "About Me", "fact": "The user is moving to Bergen.", "from_signal": False},
-            {"category": "About Me", "fact": "The user works as a nurse.", "from_signal": True},
+        "excerpts": [
+            {
+                "id": "1",
+                "facts": [
+                    {
+                        "category": "About Me",
+                        "fact": "The user is moving to Bergen.",
+                        "from_signal": False,
+                    }
+                ],
+            },
+            {
+                "id": "2",
+                "facts": [
+                    {
+                        "category": "About Me",
+                        "fact": "The user works as a nurse.",
+                        "from_signal": True,
+                    }
+                ],
+            },
         ]
     }
     route = router.post(URL).mock(
@@ -124,7 +151,7 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
     tool = prompts.tool_for("extract_facts")
     assert tool is not None
     assert body["model"] == MODEL
-    assert body["max_tokens"] == MAX_TOKENS["extract_facts"]
+    assert body["max_tokens"] == extraction_max_tokens(2) == 720
     assert body["system"] == prompts.EXTRACT_SYSTEM
     assert body["tools"] == [tool.param()]
     assert body["tools"][0]["strict"] is True
@@ -132,15 +159,17 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
     assert not {"temperature", "top_p", "top_k"} & body.keys()
     user = body["messages"][0]["content"]
     assert body["messages"][0]["role"] == "user"
-    assert '<conversation_excerpt title="Moving house" date="2024-05-02">\n' in user
-    assert f"\n{CHUNK.text}\n</conversation_excerpt>" in user
-    assert '<signal kind="bio">\nWorks as a nurse.\n</signal>' in user
+    assert '<excerpt id="1" date="2024-05-02" title="Moving house">\n' in user
+    assert f"\n{MOVING.text}\n</excerpt>" in user
+    assert '<user_signals id="2">\n<signal kind="bio">\nWorks as a nurse.\n</signal>' in user
+    assert "every excerpt id (1, 2)" in user
     assert route.calls[-1].request.headers["authorization"] == "Bearer sk-test"
 
-    assert reply.value == [
-        Fact(category=FactCategory.ABOUT_ME, text="The user is moving to Bergen."),
-        Fact(category=FactCategory.ABOUT_ME, text="The user works as a nurse.", from_signal=True),
-    ]
+    assert reply.value.facts == (
+        [Fact(category=FactCategory.ABOUT_ME, text="The user is moving to Bergen.")],
+        [Fact(category=FactCategory.ABOUT_ME, text="The user works as a nurse.", from_signal=True)],
+    )
+    assert reply.value.unknown == 0
     call = reply.call
     assert (call.task, call.model, call.request_id, call.retries) == (
         "extract_facts",
@@ -206,9 +235,7 @@ async def test_write_sections_returns_every_field(router: respx.Router, llm: Ant
 async def test_a_reply_cut_at_max_tokens_is_not_parsed(
     router: respx.Router, llm: AnthropicLLM
 ) -> None:
-    router.post(URL).mock(
-        return_value=_tool_reply("record_facts", {"facts": []}, stop_reason="max_tokens")
-    )
+    router.post(URL).mock(return_value=_tool_reply("record_facts", EMPTY, stop_reason="max_tokens"))
     with pytest.raises(LLMBadOutput, match="truncated"):
         await llm.extract_facts(CHUNK)
 
@@ -227,9 +254,9 @@ async def test_a_refusal_is_raised_once_not_retried(router: respx.Router) -> Non
 @pytest.mark.parametrize(
     "payload",
     [
-        {"facts": [{"category": "Hobbies", "fact": "x"}]},
-        {"facts": "The user likes tea."},
-        {"wrong": []},
+        {"excerpts": [{"id": "1", "facts": [{"category": "Hobbies", "fact": "x"}]}]},
+        {"excerpts": [{"id": "1", "facts": "The user likes tea."}]},
+        {"facts": []},
     ],
 )
 async def test_tool_input_outside_the_schema_is_bad_output(
@@ -316,13 +343,13 @@ async def test_retries_taken_by_the_sdk_are_recorded(router: respx.Router) -> No
         side_effect=[
             _error(429, "rate_limit_error", "slow down"),
             _error(529, "overloaded_error", "Overloaded"),
-            _tool_reply("record_facts", {"facts": []}),
+            _tool_reply("record_facts", EMPTY),
         ]
     )
     adapter = AnthropicLLM(_client(router, max_retries=2), model=MODEL)
     reply = await adapter.extract_facts(CHUNK)
     await adapter.aclose()
-    assert reply.value == []
+    assert reply.value.facts == ([], [])
     assert reply.call.retries == 2
     assert route.call_count == 3
 
@@ -346,3 +373,31 @@ async def test_from_settings_configures_one_client() -> None:
 def test_from_settings_without_a_key_says_what_to_set() -> None:
     with pytest.raises(LLMFatal, match="ANTHROPIC_API_KEY is not set"):
         AnthropicLLM.from_settings(Settings(anthropic_api_key=None))
+
+
+async def test_a_reply_that_skips_an_excerpt_or_names_an_unknown_one_says_so(
+    router: respx.Router, llm: AnthropicLLM
+) -> None:
+    fact = {"category": "People", "fact": "The user's partner is Ana.", "from_signal": False}
+    payload = {"excerpts": [{"id": "1", "facts": [fact]}, {"id": "7", "facts": [fact]}]}
+    router.post(URL).mock(return_value=_tool_reply("record_facts", payload))
+    with capture_logs() as logs:
+        reply = await llm.extract_facts(CHUNK)
+    assert reply.value.facts == (
+        [Fact(category=FactCategory.PEOPLE, text="The user's partner is Ana.")],
+        None,  # excerpt 2 was left out: asked about again by the stage
+    )
+    assert reply.value.unknown == 1  # "7" is no excerpt of the request: dropped, not guessed
+    assert [e["unknown"] for e in logs if e["event"] == "llm.reply_unknown_excerpts"] == [1]
+
+
+def test_the_reply_budget_grows_with_the_excerpts_up_to_a_cap() -> None:
+    assert extraction_max_tokens(1) < extraction_max_tokens(8) < extraction_max_tokens(100)
+    assert extraction_max_tokens(100) == 8_192
+
+
+def test_facts_per_excerpt_are_capped() -> None:
+    many = [{"category": "About Me", "fact": f"Fact {n}.", "from_signal": False} for n in range(40)]
+    reply = prompts.ExtractedFacts.model_validate({"excerpts": [{"id": "1", "facts": many}]})
+    result = prompts.parse_extraction_reply(reply, excerpts=1)
+    assert len(result.facts[0] or []) == prompts.MAX_FACTS_PER_CHUNK

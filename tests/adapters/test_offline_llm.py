@@ -6,7 +6,7 @@ import pytest
 
 from app.adapters.offline_llm import OFFLINE_MEMORY_NOTE, OfflineLLM
 from app.domain import Fact, FactCategory, UserSignal
-from app.ports import LLM, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
+from app.ports import LLM, Excerpt, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
 from app.processors.composing.memory import memory_problems
 from app.sections import GENERIC_AI_NAMES, SectionSet
 
@@ -21,7 +21,7 @@ EXCERPT = (
 
 
 def request(text: str = EXCERPT, signals: tuple[UserSignal, ...] = ()) -> ExtractionRequest:
-    return ExtractionRequest("c1", "conv", "t", date(2024, 1, 1), text, signals)
+    return ExtractionRequest.of(Excerpt("c1", "conv", "t", date(2024, 1, 1), text, signals))
 
 
 def test_is_an_llm_and_says_what_it_is() -> None:
@@ -31,7 +31,7 @@ def test_is_an_llm_and_says_what_it_is() -> None:
 
 async def test_first_person_statements_become_facts_in_their_category() -> None:
     reply = await OfflineLLM().extract_facts(request())
-    got = {(f.category, f.text) for f in reply.value}
+    got = {(f.category, f.text) for f in reply.value.facts[0]}
     assert got == {
         (C.ABOUT_ME, "The user lives in Leeds."),
         (C.PEOPLE, "The user's sister Ada is a pilot for a cargo airline."),
@@ -50,11 +50,11 @@ async def test_signals_become_facts_marked_as_such() -> None:
         UserSignal("bio", "User has a dog named Rex.", "c"),
     )
     reply = await OfflineLLM().extract_facts(request("", signals))
-    texts = {f.text: f.category for f in reply.value}
+    texts = {f.text: f.category for f in reply.value.facts[0]}
     assert texts["The user is a nurse in Leeds."] is C.ABOUT_ME
     assert texts["The user has a dog named Rex."] is C.PEOPLE
     assert any(c is C.PREFERENCES and "keep answers short" in t for t, c in texts.items())
-    assert all(f.from_signal for f in reply.value)
+    assert all(f.from_signal for f in reply.value.facts[0])
 
 
 async def test_reduce_always_shrinks_to_the_target() -> None:
@@ -153,7 +153,7 @@ async def test_dated_deadlines_and_events_are_important_dates() -> None:
         "8 February 2026. Reminder: my dad's 70th birthday party, 19 October 2025."
     )
     reply = await OfflineLLM().extract_facts(request(text))
-    assert [(f.category, f.text) for f in reply.value] == [
+    assert [(f.category, f.text) for f in reply.value.facts[0]] == [
         (
             C.IMPORTANT_DATES,
             "The user is leading the planting strategy and the deadline is 15 June 2026.",
@@ -170,7 +170,7 @@ async def test_no_date_without_a_number_a_year_or_the_user() -> None:
         "User: I may 2 things later. The conference is on 3 June 2026. If my deadline is "
         "15 June 2026 I will panic. I have 12 dec crates in march 5000."
     )
-    assert (await OfflineLLM().extract_facts(request(text))).value == []
+    assert (await OfflineLLM().extract_facts(request(text))).value.facts == ([],)
 
 
 async def test_a_liking_that_points_back_into_the_conversation_is_no_fact() -> None:
@@ -179,7 +179,9 @@ async def test_a_liking_that_points_back_into_the_conversation_is_no_fact() -> N
         "I like reading manga about gardening though."
     )
     reply = await OfflineLLM().extract_facts(request(text))
-    assert [f.text for f in reply.value] == ["The user likes reading manga about gardening though."]
+    assert [f.text for f in reply.value.facts[0]] == [
+        "The user likes reading manga about gardening though."
+    ]
 
 
 async def test_interests_are_likings_and_recurring_topics_not_one_conversations_words() -> None:
@@ -212,12 +214,12 @@ async def test_interests_are_likings_and_recurring_topics_not_one_conversations_
 )
 async def test_a_named_partner_is_in_people(sentence: str, fact: str) -> None:
     reply = await OfflineLLM().extract_facts(request(f"User: {sentence}"))
-    assert [(f.category, f.text) for f in reply.value] == [(C.PEOPLE, fact)]
+    assert [(f.category, f.text) for f in reply.value.facts[0]] == [(C.PEOPLE, fact)]
 
 
 async def test_a_capitalised_filler_is_not_a_name() -> None:
     reply = await OfflineLLM().extract_facts(request("User: My partner And me, we argue."))
-    assert not any("is And" in f.text for f in reply.value)
+    assert not any("is And" in f.text for f in reply.value.facts[0])
 
 
 async def test_how_i_want_answers_is_a_preference() -> None:
@@ -227,7 +229,7 @@ async def test_how_i_want_answers_is_a_preference() -> None:
         "c",
     )
     reply = await OfflineLLM().extract_facts(request("", (signal,)))
-    got = {(f.category, f.text) for f in reply.value}
+    got = {(f.category, f.text) for f in reply.value.facts[0]}
     assert (C.PREFERENCES, 'The user wants answers like this: "No emoji, please."') in got
     assert (C.PREFERENCES, 'The user wants answers like this: "Be concise."') in got
     assert (C.ABOUT_ME, 'The user wrote about themselves: "I cycle everywhere."') in got

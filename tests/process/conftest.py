@@ -30,6 +30,9 @@ FAST_JOBS: dict[str, str | float | int] = {
     "shutdown_grace_seconds": 0.5,
     "fact_extraction_concurrency": CONCURRENCY,
     "anthropic_max_retries": 1,
+    # Small requests (a few excerpts each), so a 1 MB export makes enough of them to be caught
+    # mid-extraction.
+    "extraction_request_tokens": 1_000,
 }
 
 

@@ -154,7 +154,7 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
     assert first.kill() == -9
     crashed = _job(db, job_id)
     cached_at_crash = _cached(db)
-    calls_before = simulator.ledger()["by_task"].get("extract_facts", 0)
+    excerpts_before = simulator.ledger()["excerpts"]
     # A crash releases nothing: the row still names the dead process until its lease expires.
     assert crashed["status"] == "running"
     assert crashed["lease_owner"] is not None
@@ -169,13 +169,15 @@ def test_kill_9_mid_extraction_resumes_with_exact_chunks(
     assert profile["memory_md"]
     _assert_exact_chunks(db, truth)
     assert _cached(db) == truth.units
-    calls = simulator.ledger()["by_task"]["extract_facts"]
-    repeated = calls - truth.units
-    # Paid twice: what the dead process had asked for (answered, or in flight when it died)
+    ledger = simulator.ledger()
+    repeated = ledger["excerpts_answered_more_than_once"]
+    assert ledger["excerpts"] - repeated == truth.units  # every chunk answered, at least once
+    # Paid twice: what the dead process had asked about (answered, or in flight when it died)
     # minus what it had written to the cache.
-    assert 0 <= repeated <= calls_before + CONCURRENCY - cached_at_crash
-    # Results are cached inside their call's slot, so only calls in flight can be paid twice.
-    assert repeated <= CONCURRENCY
+    in_flight = CONCURRENCY * ledger["max_excerpts_per_request"]
+    assert 0 <= repeated <= excerpts_before + in_flight - cached_at_crash
+    # Results are cached inside their request's slot: only requests in flight are paid twice.
+    assert repeated <= in_flight
     claims = second.events("job.claimed")
     assert [c["job_id"] for c in claims] == [job_id]
 
@@ -202,14 +204,16 @@ def test_sigterm_mid_extraction_releases_then_completes(
     assert profile["full_pass_error"] is None
     assert first.events("job.released")[0]["released"] is True
     assert not first.events("job.failed")
-    calls_before = simulator.ledger()["by_task"]["extract_facts"]
+    stopped = simulator.ledger()
+    in_flight = CONCURRENCY * stopped["max_excerpts_per_request"]
     # Everything finished before the shutdown reached the cache: nothing done is paid twice.
-    assert _cached(db) >= calls_before - CONCURRENCY
+    assert _cached(db) >= stopped["excerpts"] - in_flight
 
     _restart_to_completion(data_dir, services, simulator, job_id)
     done = _job(db, job_id)
     assert done["attempts"] == 1
     assert _profile(db)["full_pass_status"] == "complete"
     _assert_exact_chunks(db, truth)
-    repeated = simulator.ledger()["by_task"]["extract_facts"] - truth.units
-    assert 0 <= repeated <= CONCURRENCY
+    ledger = simulator.ledger()
+    assert ledger["excerpts"] - ledger["excerpts_answered_more_than_once"] == truth.units
+    assert 0 <= ledger["excerpts_answered_more_than_once"] <= in_flight

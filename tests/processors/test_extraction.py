@@ -11,7 +11,7 @@ import pytest
 
 from app.domain import Chunk, Fact, FactCategory, Message, UserSignal
 from app.errors import LLMBadOutput, LLMFatal, LLMRefused, LLMUnavailable, PipelineError
-from app.ports import ExtractionRequest
+from app.ports import Excerpt, ExtractionRequest
 from app.pricing import ModelPrice
 from app.processors.extraction.stage import extract_facts
 from app.processors.extraction.text import EXTRACTOR_VERSION, build_extraction_text
@@ -67,7 +67,9 @@ async def run(
     signals: Sequence[UserSignal] = (),
     ledger: CostLedger | None = None,
     found: list[Fact] | None = None,
+    request_tokens: int = 1,
 ):  # type: ignore[no-untyped-def]
+    """One excerpt a request unless `request_tokens` packs more (its own tests below)."""
     return await extract_facts(
         stream(chunks),
         user_id=USER,
@@ -78,6 +80,7 @@ async def run(
         max_failure_ratio=ratio,
         ledger=ledger or CostLedger(PRICE, "fake", "fake-model"),
         sink=found.extend if found is not None else None,
+        request_tokens=request_tokens,
     )
 
 
@@ -157,7 +160,7 @@ async def test_extraction_starts_while_chunks_are_still_streaming(store: Countin
     produced: list[int] = []
     seen_at_first_call: list[int] = []
 
-    def extract(request: ExtractionRequest) -> list[Fact]:
+    def extract(excerpt: Excerpt) -> list[Fact]:
         if not seen_at_first_call:
             seen_at_first_call.append(len(produced))
         return []
@@ -177,6 +180,7 @@ async def test_extraction_starts_while_chunks_are_still_streaming(store: Countin
         concurrency=3,
         max_failure_ratio=0.1,
         ledger=CostLedger(PRICE, "fake", "fake-model"),
+        request_tokens=1,
     )
     assert seen_at_first_call[0] < 10
 
@@ -210,8 +214,8 @@ async def test_fatal_error_stops_at_once(store: CountingStore) -> None:
 
 
 async def test_work_done_before_a_fatal_error_is_cached(store: CountingStore) -> None:
-    def extract(request: ExtractionRequest) -> list[Fact] | Exception:
-        return LLMFatal("no credit") if request.chunk_id == "chunk-6" else []
+    def extract(excerpt: Excerpt) -> list[Fact] | Exception:
+        return LLMFatal("no credit") if excerpt.chunk_id == "chunk-6" else []
 
     with pytest.raises(LLMFatal):
         await run(
@@ -221,8 +225,8 @@ async def test_work_done_before_a_fatal_error_is_cached(store: CountingStore) ->
 
 
 async def test_partial_failures_are_counted_not_fatal(store: CountingStore) -> None:
-    def extract(request: ExtractionRequest) -> list[Fact] | Exception:
-        return LLMRefused("no") if request.chunk_id == "chunk-3" else []
+    def extract(excerpt: Excerpt) -> list[Fact] | Exception:
+        return LLMRefused("no") if excerpt.chunk_id == "chunk-3" else []
 
     ledger = CostLedger(PRICE, "fake", "fake-model")
     out = await run(
@@ -243,8 +247,8 @@ async def test_unusable_replies_are_asked_again_then_counted_as_failed(
         "chunk-3": [LLMRefused("no")],
     }
 
-    def extract(request: ExtractionRequest) -> list[Fact] | Exception:
-        script = answers.get(request.chunk_id, [[]])
+    def extract(excerpt: Excerpt) -> list[Fact] | Exception:
+        script = answers.get(excerpt.chunk_id, [[]])
         value: list[Fact] | Exception = script.pop(0) if len(script) > 1 else script[0]
         return value
 
@@ -261,8 +265,8 @@ async def test_unusable_replies_are_asked_again_then_counted_as_failed(
 async def test_a_chunk_the_provider_did_not_answer_is_never_dropped(store: CountingStore) -> None:
     """Without the breaker to wait it out, an unanswered chunk fails the step, retryably."""
 
-    def extract(request: ExtractionRequest) -> list[Fact] | Exception:
-        if request.chunk_id == "chunk-4":
+    def extract(excerpt: Excerpt) -> list[Fact] | Exception:
+        if excerpt.chunk_id == "chunk-4":
             return LLMUnavailable("429", reason="rate limited")
         return []
 
@@ -312,6 +316,7 @@ async def test_each_result_reaches_the_cache_before_the_stream_ends(store: Count
             concurrency=3,
             max_failure_ratio=0.1,
             ledger=CostLedger(PRICE, "fake", "fake-model"),
+            pack_wait_s=0.05,  # the three go as one request once the stream pauses
         )
     )
     hashes = [chunk.content_hash for chunk in first]
@@ -340,11 +345,12 @@ async def test_results_wait_for_a_slow_earlier_call_only_up_to_a_bound(
 
     class HeadHeld(ScriptedLLM):
         async def extract_facts(self, request: ExtractionRequest):  # type: ignore[no-untyped-def]
-            if request.chunk_id == "chunk-0":
+            chunk_id = request.excerpts[0].chunk_id
+            if chunk_id == "chunk-0":
                 asyncio.get_running_loop().call_later(0.2, release.set)
                 await release.wait()
             elif not release.is_set():
-                started_while_held.append(request.chunk_id)
+                started_while_held.append(chunk_id)
             return await super().extract_facts(request)
 
     found: list[Fact] = []
@@ -359,6 +365,7 @@ async def test_results_wait_for_a_slow_earlier_call_only_up_to_a_bound(
         ledger=CostLedger(PRICE, "fake", "fake-model"),
         lookup_batch=4,
         sink=found.extend,
+        request_tokens=1,
     )
     assert [f.conversation_id for f in found] == [f"conv-{i}" for i in range(60)]
     assert 5 <= len(started_while_held) <= 5 + 4 + 3  # limit + one lookup batch + slots

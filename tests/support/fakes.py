@@ -14,7 +14,9 @@ from typing import Any
 from app.adapters.local_store import LocalStore
 from app.domain import Fact, FactCategory
 from app.ports import (
+    Excerpt,
     ExtractionRequest,
+    ExtractionResult,
     LLMCall,
     LLMReply,
     LLMUsage,
@@ -28,11 +30,11 @@ __all__ = ["CountingStore", "ScriptedLLM", "fact_per_user_line"]
 Script = Callable[[Any], Any]
 
 
-def fact_per_user_line(request: ExtractionRequest) -> list[Fact]:
+def fact_per_user_line(excerpt: Excerpt) -> list[Fact]:
     """One About Me fact per `User:` line: enough to see what reached the model."""
     return [
         Fact(category=FactCategory.ABOUT_ME, text="The user said: " + line[5:].strip())
-        for line in request.text.splitlines()
+        for line in excerpt.text.splitlines()
         if line.startswith("User:")
     ]
 
@@ -50,7 +52,10 @@ def _sequence(replies: Sequence[Any]) -> Script:
 
 
 class ScriptedLLM:
-    """An `LLM` whose answers (or errors: return an exception to raise it) are scripted."""
+    """An `LLM` whose answers (or errors: return an exception to raise it) are scripted.
+
+    The `extract` script answers one excerpt: facts, `None` to leave the excerpt out of the
+    reply, or an exception, which fails the whole request it is packed in."""
 
     def __init__(
         self,
@@ -73,6 +78,7 @@ class ScriptedLLM:
         self.in_flight = 0
         self.max_in_flight = 0
         self.in_flight_log: list[int] = []  # in flight at the start of each call
+        self.excerpts_per_request: list[int] = []
         self.closed = False
         # What `probe()` does, in order (the last repeats): None answers, an exception raises.
         self.probe_script: list[BaseException | None] = [None]
@@ -95,7 +101,7 @@ class ScriptedLLM:
         try:
             if self.latency:
                 await asyncio.sleep(self.latency)
-            value = self._scripts[task](request)
+            value = self._value(task, request)
             if isinstance(value, BaseException):
                 raise value
             usage = LLMUsage(input_tokens=100, output_tokens=20)
@@ -103,7 +109,15 @@ class ScriptedLLM:
         finally:
             self.in_flight -= 1
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+    def _value(self, task: str, request: Any) -> Any:
+        if task != "extract_facts":
+            return self._scripts[task](request)
+        self.excerpts_per_request.append(len(request.excerpts))
+        answers = [self._scripts[task](excerpt) for excerpt in request.excerpts]
+        failure = next((a for a in answers if isinstance(a, BaseException)), None)
+        return failure or ExtractionResult(tuple(answers))
+
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
         return await self._answer("extract_facts", request)
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:

@@ -267,13 +267,8 @@ class Simulator:
 async def _call(llm: LLM, task: str, user_text: str) -> Any:
     """The offline provider's answer, shaped as the tool input the real model would send."""
     if task == "extract_facts":
-        facts = (await llm.extract_facts(prompts.parse_extraction_input(user_text))).value
-        return {
-            "facts": [
-                {"category": f.category.value, "fact": f.text, "from_signal": f.from_signal}
-                for f in facts
-            ]
-        }
+        result = (await llm.extract_facts(prompts.parse_extraction_input(user_text))).value
+        return prompts.extraction_tool_input(result)
     if task == "reduce_facts":
         return {"facts": (await llm.reduce_facts(prompts.parse_reduce_input(user_text))).value}
     if task == "write_sections":

@@ -7,6 +7,8 @@ i.e. billed), `by_task_outcome` ({task: {outcome: n}}, every request whose task 
 created, `requests` submitted, `by_result` (succeeded / errored / canceled / expired), `by_task`
 and tokens of the succeeded requests only (the only ones billed, at half price).
 `answered_more_than_once` counts inputs answered again in either mode: work paid for twice.
+Extraction requests carry several excerpts (packed): `excerpts` counts the excerpts answered
+(billed), `excerpts_answered_more_than_once` those answered again, whatever request they rode in.
 `storms` lists the storm windows (see simulator_storms).
 """
 
@@ -35,6 +37,19 @@ class Answer:
     def input_key(self) -> str:
         return hashlib.sha256(self.user_text.encode()).hexdigest()[:16]
 
+    def excerpt_keys(self) -> list[str]:
+        """One key per excerpt of an extraction request (its text as the model reads it)."""
+        if self.task != "extract_facts":
+            return []
+        from app.processors import prompts
+
+        try:
+            request = prompts.parse_extraction_input(self.user_text)
+        except ValueError:
+            return []
+        bodies = (e.text + "\x00".join(s.text for s in e.signals) for e in request.excerpts)
+        return [hashlib.sha256(body.encode()).hexdigest()[:16] for body in bodies]
+
 
 @dataclass
 class _Mode:
@@ -59,6 +74,8 @@ class Ledger:
             self._batch = _Mode()
             self._batches = 0
             self._by_input: Counter[str] = Counter()
+            self._by_excerpt: Counter[str] = Counter()
+            self._most_excerpts = 0
 
     def realtime(
         self, outcome: str, *, task: str | None = None, answer: Answer | None = None
@@ -85,6 +102,11 @@ class Ledger:
                 "by_task": dict(rt.by_task),
                 "by_task_outcome": {t: dict(c) for t, c in rt.by_task_outcome.items()},
                 "answered_more_than_once": sum(n - 1 for n in self._by_input.values() if n > 1),
+                "excerpts": sum(self._by_excerpt.values()),
+                "max_excerpts_per_request": self._most_excerpts,
+                "excerpts_answered_more_than_once": sum(
+                    n - 1 for n in self._by_excerpt.values() if n > 1
+                ),
                 "input_tokens": rt.input_tokens,
                 "output_tokens": rt.output_tokens,
                 "batch": {
@@ -107,3 +129,6 @@ class Ledger:
             mode.input_tokens += answer.input_tokens
             mode.output_tokens += answer.output_tokens
             self._by_input[answer.input_key] += 1
+            keys = answer.excerpt_keys()
+            self._by_excerpt.update(keys)
+            self._most_excerpts = max(self._most_excerpts, len(keys))

@@ -110,12 +110,16 @@ class ChunkFeed:
             end = _End(exc)
         await self._queue.put(end)  # not reached when cancelled: stop() wakes the consumer
 
-    async def next_batch(self) -> list[Chunk]:
-        """The chunks available now (waiting for the first one); [] when the stream is done."""
+    async def next_batch(self, *, wait_s: float | None = None) -> list[Chunk] | None:
+        """The chunks available now (waiting for the first one); [] when the stream is done;
+        None when nothing arrived within `wait_s` seconds (the stream is still open)."""
         if self._finished:
             return []
         batch: list[Chunk] = []
-        item = await self._queue.get()
+        try:
+            item = await asyncio.wait_for(self._queue.get(), wait_s)
+        except TimeoutError:
+            return None
         while True:
             if isinstance(item, _End):
                 self._finished = True

@@ -1,17 +1,23 @@
-"""extract_facts: one LLM call per uncached chunk, a bounded number in flight, paid once.
+"""extract_facts: uncached chunks packed into requests, a bounded number in flight, paid once.
 
-What the model sees is `build_extraction_text` (extraction_text.py): the user's own words, and of
-the assistant only the tail of the turn the user is answering. Results are cached per (user,
-chunk content hash, EXTRACTOR_VERSION), so a re-run, or a later export that repeats old
-conversations, makes no call for a chunk already done.
+What the model sees of a chunk is `build_extraction_text` (extraction/text.py): the user's own
+words, and of the assistant only the tail of the turn the user is answering. Consecutive uncached
+chunks — across conversations — share a request up to `request_tokens` (packing.py), each
+delimited with its own id and date. Results are cached per chunk (user, content hash, extractor
+version) inside the request's slot, so a crash, a re-run or a re-export pays only for chunks not
+yet cached, packed anew.
+
+A reply that skips an excerpt, or names one the request did not hold, is handled: the skipped
+excerpts are asked about again alone, unknown ids are dropped and counted. A request whose reply
+is unusable (cut at max_tokens, not the schema) or that the model refuses is split in halves and
+each half asked again; a single excerpt gets one more try, then fails for that recorded reason.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import date
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -24,23 +30,41 @@ from app.errors import (
     LLMUnavailable,
     PipelineError,
 )
-from app.ports import LLM, ExtractionRequest, LLMCall, LLMReply, Store
+from app.ports import LLM, Store
+from app.processors.extraction.packing import (
+    Packer,
+    Unit,
+    chunk_unit,
+    request_of,
+    signal_unit,
+)
 from app.processors.extraction.scheduling import AdaptiveLimit, ChunkFeed, Outcome, failure_kind
 from app.processors.extraction.text import (
     DEFAULT_ASSISTANT_CONTEXT_CHARS,
     EXTRACTOR_VERSION,
     build_extraction_text,
     signal_batches,
-    signal_key,
 )
 from app.processors.ledger import CostLedger
 
-__all__ = ["REORDER_LIMIT", "ExtractionOutcome", "FactSink", "extract_facts"]
+__all__ = [
+    "DEFAULT_REQUEST_TOKENS",
+    "PACK_WAIT_SECONDS",
+    "REORDER_LIMIT",
+    "ExtractionOutcome",
+    "FactSink",
+    "extract_facts",
+]
 
 STEP = "extract_facts"
-
+# Excerpt tokens a request carries (EXTRACTION_REQUEST_TOKENS; docs/EXTRACTION.md says why).
+DEFAULT_REQUEST_TOKENS = 4_000
+# A request being filled waits at most this long for more excerpts when the stream pauses (the
+# parser busy, the store slow): then it goes as it is. Bounds latency, not cost: a paused stream
+# is rare, and a request is filled in milliseconds while chunks flow.
+PACK_WAIT_SECONDS = 2.0
 # Results that arrived ahead of an earlier one still in flight wait at most this many: past it,
-# no new call starts until the earlier one is in (~2.5 KB a result of 10 facts: ~5 MB).
+# no new request starts until the earlier one is in (~2.5 KB a result of 10 facts: ~5 MB).
 REORDER_LIMIT = 2_000
 _log = structlog.get_logger(__name__)
 
@@ -63,61 +87,14 @@ class ExtractionOutcome:
     # fails (the job retries, paying only for these) unless the LLM waits such outages out.
     chunks_unextracted: int = 0
     unextracted_by_kind: dict[str, int] = field(default_factory=dict)
-    calls: int = 0
+    calls: int = 0  # requests paid for
+    requests_split: int = 0  # unusable or refused requests asked again in halves
+    asked_alone: int = 0  # excerpts a reply skipped, asked about again on their own
+    unknown_excerpts: int = 0  # reply entries naming an excerpt the request did not hold
     concurrency: int = 0
     signal_batches: int = 0
     chars_sent: int = 0
     chars_in_chunks: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Unit:
-    """One call's worth of work: a chunk, or a batch of user signals."""
-
-    key: str
-    request: ExtractionRequest
-    conversation_id: str | None
-    date: date | None
-    from_signal: bool = False
-
-    def attach(self, facts: Sequence[Fact]) -> list[Fact]:
-        return [
-            replace(
-                f,
-                conversation_id=self.conversation_id,
-                date=self.date,
-                from_signal=f.from_signal or self.from_signal,
-            )
-            for f in facts
-        ]
-
-
-def _chunk_unit(chunk: Chunk, text: str) -> _Unit:
-    day = chunk.created_at.date() if chunk.created_at else None
-    request = ExtractionRequest(
-        chunk_id=chunk.id,
-        conversation_id=chunk.conversation_id,
-        title=chunk.title,
-        date=day,
-        text=text,
-    )
-    return _Unit(chunk.content_hash, request, chunk.conversation_id, day)
-
-
-def _signal_unit(batch: tuple[UserSignal, ...]) -> _Unit:
-    conversations = {s.conversation_id for s in batch if s.conversation_id}
-    dates = [s.created_at.date() for s in batch if s.created_at]
-    key = signal_key(batch)
-    request = ExtractionRequest(
-        chunk_id=key,
-        conversation_id=next(iter(conversations)) if len(conversations) == 1 else "",
-        title="The user's own notes about themselves",
-        date=max(dates) if dates else None,
-        text="",
-        signals=batch,
-    )
-    cid = request.conversation_id or None
-    return _Unit(key, request, cid, request.date, from_signal=True)
 
 
 class _Run:
@@ -129,6 +106,7 @@ class _Run:
         store: Store,
         ledger: CostLedger,
         concurrency: int,
+        request_tokens: int,
         max_failure_ratio: float,
         expected_total: int | None,
         version: str,
@@ -142,9 +120,10 @@ class _Run:
         self.max_failure_ratio = max_failure_ratio
         self.expected_total = expected_total
         self.limit = AdaptiveLimit(concurrency)
+        self.packer = Packer(budget_tokens=request_tokens)
         self.out = ExtractionOutcome(concurrency=concurrency)
-        # Units waiting on a call, each with its place in the stream (see `_deliver`).
-        self.inflight: dict[str, list[tuple[int, _Unit]]] = {}
+        # Units waiting on a request (packed, or in flight), each with its place in the stream.
+        self.inflight: dict[str, list[tuple[int, Unit]]] = {}
         self.issued = 0  # places handed out
         self.next_place = 0  # the place whose facts go to the sink next
         self.ready: dict[int, list[Fact]] = {}  # results that arrived ahead of `next_place`
@@ -157,9 +136,11 @@ class _Run:
         self.on_stop: Callable[[], None] = lambda: None
 
     # --- scheduling ---------------------------------------------------------------------
-    async def submit(self, units: Sequence[_Unit]) -> None:
+    async def submit(self, units: Sequence[Unit]) -> None:
+        if len(self.ready) >= REORDER_LIMIT:
+            await self.dispatch(self.packer.flush())  # never wait on a request not yet sent
         while len(self.ready) >= REORDER_LIMIT and self.stop is None:
-            self.advanced.clear()  # an earlier call is slow: wait for it, do not pile up
+            self.advanced.clear()  # an earlier request is slow: wait for it, do not pile up
             await self.advanced.wait()
         fresh = [u.key for u in units if u.key not in self.inflight and u.key not in self.done]
         cached = await self.store.get_cached_facts(
@@ -167,6 +148,8 @@ class _Run:
         )
         hits = 0
         for unit in units:
+            if self.stop is not None:
+                return
             place, self.issued = self.issued, self.issued + 1
             known = cached.get(unit.key, self.done.get(unit.key))
             if known is not None:
@@ -174,68 +157,102 @@ class _Run:
                 self.out.chunks_cached += 1
                 hits += 1
             elif unit.key in self.inflight:
-                # An identical chunk is being extracted.
+                # An identical chunk is already packed or being extracted.
                 self.inflight[unit.key].append((place, unit))
             else:
-                await self.limit.acquire()
-                if self.stop is not None:
-                    self.limit.release(outcome="cancelled")
-                    return
                 self.inflight[unit.key] = [(place, unit)]
-                task = asyncio.create_task(self._call(unit))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                if full := self.packer.add(unit):
+                    await self.dispatch(full)
         self.ledger.record_cache_hits(STEP, hits)
         if len(self.done) >= 50:
             await self.flush()
 
-    async def _ask(self, unit: _Unit) -> LLMReply[list[Fact]]:
-        """One chunk's facts; a reply that could not be used is asked for once more."""
-        try:
-            return await self.llm.extract_facts(unit.request)
-        except LLMBadOutput as exc:
-            self.ledger.record_failure(STEP, "bad output, asked again")
-            _log.info("extract.asked_again", chunk_id=unit.request.chunk_id, error=exc.code)
-            return await self.llm.extract_facts(unit.request)
+    async def dispatch(self, pack: list[Unit]) -> None:
+        """Send one request when a slot is free."""
+        if not pack:
+            return
+        await self.limit.acquire()
+        if self.stop is not None:
+            self.limit.release(outcome="cancelled")
+            return
+        task = asyncio.create_task(self._call(pack))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
-    async def _call(self, unit: _Unit) -> None:
+    async def _call(self, pack: list[Unit]) -> None:
         epoch = self.limit.epoch
         outcome: Outcome = "cancelled"
         try:
-            reply = await self._ask(unit)
-            outcome = "ok"
-            self._record(unit, reply.value, reply.call)
-            # Still inside the slot: calls in flight plus results not yet cached never exceed
-            # the concurrency limit, which bounds what a crash can make us pay twice.
-            await self._write_through(unit.key)
+            outcome = await self._extract(pack)
+            # Still inside the slot: requests in flight plus results not yet cached never
+            # exceed the concurrency limit, which bounds what a crash can make us pay twice.
+            await self._write_through([u.key for u in pack])
         except LLMFatal as exc:
             outcome = "fatal"
             self._halt(exc)
-        except LLMUnavailable as exc:
-            outcome = "unavailable"
-            self._unextracted(unit.key, exc)
-        except LLMError as exc:
-            outcome = "failed"
-            self._failed(unit.key, failure_kind(exc), exc)
         except Exception as exc:  # a bug or a store failure: stop the step, do not lose it
             outcome = "failed"
             self._halt(exc)
         finally:
             self.limit.release(outcome=outcome, epoch=epoch)
 
-    def _record(self, unit: _Unit, facts: list[Fact], call: LLMCall) -> None:
+    async def _extract(self, pack: list[Unit], *, second_try: bool = False) -> Outcome:
+        """Ask about `pack`; split, retry alone or record failures as the reply requires."""
+        try:
+            reply = await self.llm.extract_facts(request_of(pack))
+        except LLMUnavailable as exc:
+            self._unextracted(pack, exc)
+            return "unavailable"
+        except LLMFatal:
+            raise
+        except LLMError as exc:
+            return await self._unusable(pack, exc, second_try=second_try)
         self.out.calls += 1
-        self.ledger.record(STEP, call)
-        raw = [replace(f, conversation_id=None, date=None) for f in facts]
-        self.done[unit.key] = raw
+        self.ledger.record(STEP, reply.call)
+        result = reply.value
+        if result.unknown:
+            self.out.unknown_excerpts += result.unknown
+            self.ledger.record_failure(STEP, "unknown excerpt id in reply")
+        skipped: list[Unit] = []
+        for unit, facts in zip(pack, result.facts, strict=False):
+            if facts is None:
+                skipped.append(unit)
+            else:
+                self._record(unit, facts)
+        skipped += pack[len(result.facts) :]
+        if skipped and len(pack) == 1:
+            return await self._unusable(
+                skipped, LLMBadOutput("the reply left the excerpt out"), second_try=second_try
+            )
+        for unit in skipped:  # each on its own: a short reply the model can keep straight
+            self.out.asked_alone += 1
+            await self._extract([unit])
+        return "ok"
+
+    async def _unusable(self, pack: list[Unit], exc: LLMError, *, second_try: bool) -> Outcome:
+        if len(pack) > 1:
+            self.out.requests_split += 1
+            self.ledger.record_failure(STEP, f"{failure_kind(exc)}, split")
+            half = len(pack) // 2
+            await self._extract(pack[:half])
+            await self._extract(pack[half:])
+            return "ok"
+        if isinstance(exc, LLMBadOutput) and not second_try:
+            self.ledger.record_failure(STEP, "bad output, asked again")
+            return await self._extract(pack, second_try=True)
+        self._failed(pack[0], failure_kind(exc), exc)
+        return "failed"
+
+    def _record(self, unit: Unit, facts: list[Fact]) -> None:
+        self.done[unit.key] = list(facts)
         waiting = self.inflight.pop(unit.key, [])
         self.out.chunks_extracted += 1
         self.out.chunks_cached += max(0, len(waiting) - 1)
         for place, each in waiting:
-            self._deliver(place, each.attach(raw))
+            self._deliver(place, each.attach(facts))
 
     def _deliver(self, place: int, facts: list[Fact]) -> None:
-        """Hand facts to the sink in stream order, whatever order the calls finish in.
+        """Hand facts to the sink in stream order, whatever order the requests finish in.
 
         The sink (a `FactBook`) merges and prunes as facts arrive, so its result depends on
         their order: stream order makes it the same on every run of the same export.
@@ -251,29 +268,31 @@ class _Run:
         if self.on_progress is not None:
             self.on_progress()
 
-    async def _write_through(self, key: str) -> None:
-        """Cache one result as soon as it is paid for: a crash then loses only calls in flight."""
-        raw = self.done.get(key)
-        if raw is None:
+    async def _write_through(self, keys: list[str]) -> None:
+        """Cache a request's results as soon as they are paid for: a crash then loses only
+        requests in flight."""
+        entries = {key: self.done[key] for key in keys if key in self.done}
+        if not entries:
             return
         try:
             await self.store.put_cached_facts(
-                user_id=self.user_id, extractor_version=self.version, entries={key: raw}
+                user_id=self.user_id, extractor_version=self.version, entries=entries
             )
         except AppError as exc:
             _log.warning("extract.cache_write_deferred", error=type(exc).__name__)
             return
-        self.done.pop(key, None)
+        for key in entries:
+            self.done.pop(key, None)
 
-    def _unextracted(self, key: str, exc: LLMUnavailable) -> None:
-        waiting = self.inflight.pop(key, [])
-        for place, _ in waiting:
-            self._deliver(place, [])
-            self.out.chunks_unextracted += 1
-            kinds = self.out.unextracted_by_kind
-            kinds[exc.reason] = kinds.get(exc.reason, 0) + 1
-            self.ledger.record_failure(STEP, exc.reason)
-        _log.warning("extract.chunk_unextracted", reason=exc.reason)
+    def _unextracted(self, pack: list[Unit], exc: LLMUnavailable) -> None:
+        for unit in pack:
+            for place, _ in self.inflight.pop(unit.key, []):
+                self._deliver(place, [])
+                self.out.chunks_unextracted += 1
+                kinds = self.out.unextracted_by_kind
+                kinds[exc.reason] = kinds.get(exc.reason, 0) + 1
+        self.ledger.record_failure(STEP, exc.reason)
+        _log.warning("extract.request_unextracted", reason=exc.reason, excerpts=len(pack))
         total = max(self.expected_total or 0, self.out.chunks_total)
         if self.out.chunks_unextracted > self.max_failure_ratio * total:
             self._halt(self.unextracted_error(total))
@@ -287,16 +306,15 @@ class _Run:
             reason=reason,
         )
 
-    def _failed(self, key: str, kind: str, exc: LLMError) -> None:
-        waiting = self.inflight.pop(key, [])
-        for place, _ in waiting:
+    def _failed(self, unit: Unit, kind: str, exc: LLMError) -> None:
+        for place, _ in self.inflight.pop(unit.key, []):
             self._deliver(place, [])
             self.out.chunks_failed += 1
             self.out.failures_by_kind[kind] = self.out.failures_by_kind.get(kind, 0) + 1
             self.ledger.record_failure(STEP, kind)
         _log.warning(
             "extract.chunk_failed",
-            chunk_id=waiting[0][1].request.chunk_id if waiting else None,
+            chunk_id=unit.excerpt.chunk_id,
             kind=kind,
             error=type(exc).__name__,
             failed=self.out.chunks_failed,
@@ -315,6 +333,7 @@ class _Run:
 
     # --- ending -------------------------------------------------------------------------
     async def drain(self) -> None:
+        await self.dispatch(self.packer.flush())
         while self.tasks and self.stop is None:
             await asyncio.wait(set(self.tasks), return_when=asyncio.FIRST_COMPLETED)
             if len(self.done) >= 50:
@@ -353,6 +372,8 @@ async def extract_facts(
     concurrency: int,
     max_failure_ratio: float,
     ledger: CostLedger,
+    request_tokens: int = DEFAULT_REQUEST_TOKENS,
+    pack_wait_s: float = PACK_WAIT_SECONDS,
     assistant_context_chars: int = DEFAULT_ASSISTANT_CONTEXT_CHARS,
     lookup_batch: int = 50,
     expected_total: int | None = None,
@@ -364,13 +385,12 @@ async def extract_facts(
     handed to `sink` (in the pipeline `FactBook.add_all`) one result at a time, in stream order:
     nothing here keeps them. The outcome holds the counts.
 
-    A chunk whose reply is unusable is asked for once more; one that still fails, or that the
-    model refuses, is counted as failed for that recorded reason, and the step fails
-    (PipelineError) when more than `max_failure_ratio` of all chunks failed so. A chunk the
-    provider did not answer (`LLMUnavailable`: only when the LLM does not wait outages out, see
-    app/breaker.py) is never dropped: the step fails with `LLMUnavailable`, retryable.
-    `LLMFatal` stops it at once. Whatever finished before a stop is written to the cache first,
-    so a retry does not pay for it again.
+    A chunk that fails for good (refused, or unusable after its own retry) is counted for that
+    recorded reason, and the step fails (PipelineError) when more than `max_failure_ratio` of
+    all chunks failed so. A chunk the provider did not answer (`LLMUnavailable`: only when the
+    LLM does not wait outages out, see app/breaker.py) is never dropped: the step fails with
+    `LLMUnavailable`, retryable. `LLMFatal` stops it at once. Whatever finished before a stop
+    is written to the cache first, so a retry does not pay for it again.
     """
     run = _Run(
         user_id=user_id,
@@ -378,17 +398,29 @@ async def extract_facts(
         store=store,
         ledger=ledger,
         concurrency=concurrency,
+        request_tokens=request_tokens,
         max_failure_ratio=max_failure_ratio,
         expected_total=expected_total,
         version=extractor_version,
         sink=sink,
         on_progress=on_progress,
     )
-    _log.info("extract.started", concurrency=concurrency, extractor_version=extractor_version)
+    _log.info(
+        "extract.started",
+        concurrency=concurrency,
+        request_tokens=request_tokens,
+        extractor_version=extractor_version,
+    )
     feed = ChunkFeed(chunks, batch_size=lookup_batch)
     run.on_stop = feed.stop
     try:
-        while run.stop is None and (batch := await feed.next_batch()):
+        while run.stop is None:
+            batch = await feed.next_batch(wait_s=pack_wait_s if len(run.packer) else None)
+            if batch is None:  # the stream paused with a request half filled: send it
+                await run.dispatch(run.packer.flush())
+                continue
+            if not batch:
+                break
             units = []
             for chunk in batch:
                 run.out.chunks_total += 1
@@ -398,11 +430,11 @@ async def extract_facts(
                     run.out.chunks_skipped += 1
                     continue
                 run.out.chars_sent += len(text)
-                units.append(_chunk_unit(chunk, text))
+                units.append(chunk_unit(chunk, text))
             await run.submit(units)
         if run.stop is None:
             found = signals() if callable(signals) else signals
-            units = [_signal_unit(b) for b in signal_batches(found)]
+            units = [signal_unit(b) for b in signal_batches(found)]
             run.out.signal_batches = len(units)
             run.out.chunks_total += len(units)
             await run.submit(units)
@@ -426,6 +458,8 @@ async def extract_facts(
         unextracted=out.chunks_unextracted,
         skipped=out.chunks_skipped,
         calls=out.calls,
+        split=out.requests_split,
+        asked_alone=out.asked_alone,
         facts=out.facts_found,
         concurrency_end=run.limit.current,
         max_in_flight=run.limit.max_in_flight,

@@ -18,8 +18,11 @@ from app.processors.prompts.extraction import (
     MAX_FACTS_PER_CHUNK,
     ExtractedFact,
     ExtractedFacts,
+    excerpt_overhead_text,
     extraction_message,
+    extraction_tool_input,
     parse_extraction_input,
+    parse_extraction_reply,
 )
 from app.processors.prompts.memory import (
     EMPTY_CATEGORY_LINE,
@@ -56,9 +59,12 @@ __all__ = [
     "ExtractedFacts",
     "ReducedFacts",
     "ToolSpec",
+    "excerpt_overhead_text",
     "extraction_message",
+    "extraction_tool_input",
     "memory_message",
     "parse_extraction_input",
+    "parse_extraction_reply",
     "parse_memory_input",
     "parse_reduce_input",
     "parse_sections_input",
@@ -68,7 +74,9 @@ __all__ = [
     "tool_for",
 ]
 
-PROMPT_VERSION = "p1"
+# p2: packed requests — several excerpts a request, each with its id; the reply lists every
+# excerpt's facts under its id (issue 10). p1 sent one chunk a request.
+PROMPT_VERSION = "p2"
 
 # The forced tool of each structured task; `write_memory` replies in plain markdown.
 _TOOLS: dict[str, ToolSpec] = {

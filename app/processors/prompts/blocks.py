@@ -15,7 +15,7 @@ __all__ = ["Tag", "attr", "block", "blocks", "neutralise", "one", "restore"]
 
 
 class Tag(StrEnum):
-    EXCERPT = "conversation_excerpt"
+    EXCERPT = "excerpt"
     SIGNALS = "user_signals"
     SIGNAL = "signal"
     CATEGORY = "category"
