@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSignal
+from app.fleet import CancelOutcome, FailedJob, FailedJobQuery, ForgetCounts, JobEvent
 
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
@@ -24,6 +25,7 @@ __all__ = [
     "LLMReply",
     "LLMUsage",
     "MemoryRequest",
+    "OperatorStore",
     "ReduceRequest",
     "SectionsRequest",
     "Store",
@@ -45,6 +47,7 @@ JOB_UPDATABLE_COLUMNS: frozenset[str] = frozenset(
         "output_tokens",
         "cost_usd",
         "stats",
+        "export_bytes",  # issue 11: the fair queue's size, once the download measured it
     }
 )
 
@@ -58,7 +61,53 @@ class ExportSource(Protocol):
         ...
 
 
-class Store(ExportSource, Protocol):
+class OperatorStore(Protocol):
+    """What operators and the runner need beyond the pipeline (issue 11): the audit trail,
+    cancel, the bulk-retry search, forgetting a user, and stuck detection's history."""
+
+    async def append_job_event(
+        self,
+        *,
+        job_id: str,
+        user_id: str,
+        kind: str,
+        attempt: int,
+        worker_id: str | None,
+        step: str | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Append one row to the job's trail (`at` is the store's clock). Never updates one."""
+        ...
+
+    async def list_job_events(self, job_id: str) -> list[JobEvent]:
+        """The job's whole trail in the order it was written, however long."""
+        ...
+
+    async def cancel_job(self, job_id: str, *, message: str) -> tuple[Job, CancelOutcome]:
+        """Withdraw a queued job at once (status canceled, `message` as its error); on a running
+        job set `cancel_requested_at` for its runner, unless its lease has expired (no runner
+        left): then it is canceled at once. `JobConflict` for a complete or failed job."""
+        ...
+
+    async def find_failed_jobs(self, query: FailedJobQuery) -> list[FailedJob]:
+        """Failed jobs matching every filter of `query` exactly, oldest failure first."""
+        ...
+
+    async def forget_user(self, user_id: str, *, include_chunks: bool = False) -> ForgetCounts:
+        """Delete the user's job events, jobs and cached facts (and chunks if asked), at once.
+
+        `JobConflict` while one of their jobs is queued or running. Never touches the profile.
+        """
+        ...
+
+    async def step_duration_samples(
+        self, steps: Sequence[str], *, per_step: int = 500
+    ) -> dict[str, list[tuple[float, float | None]]]:
+        """Per step, the latest `(duration_ms, units)` of `step_completed` events, newest first."""
+        ...
+
+
+class Store(ExportSource, OperatorStore, Protocol):
     async def ping(self) -> None:
         """Raise `StoreUnavailable` if the store cannot be reached."""
         ...
@@ -94,11 +143,15 @@ class Store(ExportSource, Protocol):
         profile holds now."""
         ...
 
-    async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
-        """Take the oldest due job (queued and due, or running with an expired lease).
+    async def claim_job(
+        self, *, worker_id: str, lease_seconds: int, small_only: bool = False
+    ) -> Job | None:
+        """Take the first due job (queued and due, or running with an expired lease) in the fair
+        order of `app/queue_order.py`: `run_after` + a size penalty, then the oldest.
 
         Sets lease owner and expiry, status running, and counts the attempt. Never hands the same
-        job to two workers at once.
+        job to two workers at once. `small_only` takes only jobs of at most `SMALL_JOB_BYTES`
+        (estimated): a slot small imports can count on while a big one runs.
         """
         ...
 
@@ -118,9 +171,9 @@ class Store(ExportSource, Protocol):
     ) -> bool:
         """End this worker's hold on the job.
 
-        `complete`/`failed` are final (completed_at set). `queued` puts it back on the queue, due at
-        `run_after`; with `count_attempt=False` (a release on shutdown) the attempt is given back.
-        False if this worker no longer held the lease (nothing was changed).
+        `complete`/`failed`/`canceled` are final (completed_at set). `queued` puts it back on the
+        queue, due at `run_after`; with `count_attempt=False` (a release on shutdown) the attempt
+        is given back. False if this worker no longer held the lease (nothing was changed).
         """
         ...
 
