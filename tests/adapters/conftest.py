@@ -7,10 +7,13 @@ import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+import psycopg.sql
 import pytest
 import respx
 
@@ -30,6 +33,13 @@ class StoreHarness:
     store: Store
     add_profile: Callable[[str], Awaitable[None]]
     put_export: Callable[[str, Path], None]
+    # Set processing_jobs columns behind the store's back (controlled timestamps for the queue
+    # order and the bulk-retry windows).
+    set_job: Callable[..., Awaitable[None]]
+
+
+def _sqlite_value(value: Any) -> Any:
+    return value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
 
 
 @pytest.fixture(scope="session")
@@ -45,13 +55,24 @@ async def _local(tmp_path: Path) -> AsyncIterator[StoreHarness]:
     def put(storage_path: str, source: Path) -> None:
         store.put_export(storage_path, source)
 
-    yield StoreHarness(store=store, add_profile=store.ensure_profile, put_export=put)
+    async def set_job(job_id: str, **values: Any) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        params = (*(_sqlite_value(v) for v in values.values()), job_id)
+        sql = f"UPDATE processing_jobs SET {assignments} WHERE id = ?"  # noqa: S608
+        await store._write(lambda conn: conn.execute(sql, params).close())
+
+    yield StoreHarness(
+        store=store, add_profile=store.ensure_profile, put_export=put, set_job=set_job
+    )
     await store.aclose()
 
 
 async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness]:
     with psycopg.connect(conninfo, autocommit=True) as admin:
-        admin.execute("TRUNCATE processing_jobs, conversation_chunks, fact_extraction_cache")
+        admin.execute(
+            "TRUNCATE processing_jobs, processing_job_events, conversation_chunks,"
+            " fact_extraction_cache"
+        )
     storage = tmp_path / "storage"
     storage.mkdir()
     fake = FakeSupabase(conninfo, storage)
@@ -66,13 +87,25 @@ async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(source, target)
 
+    async def set_job(job_id: str, **values: Any) -> None:
+        assignments = psycopg.sql.SQL(", ").join(
+            psycopg.sql.SQL("{} = %s").format(psycopg.sql.Identifier(column)) for column in values
+        )
+        statement = psycopg.sql.SQL("UPDATE processing_jobs SET {} WHERE id = %s").format(
+            assignments
+        )
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(statement, (*values.values(), job_id))
+
     with respx.mock(base_url=_URL, assert_all_called=False) as router:
         router.route().mock(side_effect=fake)
         async with httpx.AsyncClient() as client:
             store = SupabaseStore(
                 client, url=_URL, service_key="contract-key", max_retries=0, retry_base_delay=0
             )
-            yield StoreHarness(store=store, add_profile=add_profile, put_export=put_export)
+            yield StoreHarness(
+                store=store, add_profile=add_profile, put_export=put_export, set_job=set_job
+            )
             await store.aclose()
     fake.close()
 
