@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from app.alerts import Alerter
 from app.api.deps import Services
 from app.api.handlers import BodySizeLimitMiddleware, install_error_handlers
+from app.api.operator_routes import router as operator_router
 from app.api.routes import router
 from app.config import Settings, get_settings
 from app.errors import ConfigError
@@ -158,6 +159,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.include_router(router)
+    app.include_router(operator_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -18,6 +18,7 @@ from typing import Literal
 
 __all__ = [
     "MAX_PENALTY_SECONDS",
+    "MB",
     "SECONDS_PER_MB",
     "SMALL_JOB_BYTES",
     "claim_penalty_seconds",
