@@ -37,10 +37,10 @@ def _clean(value: Any, depth: int = 0) -> Any:
         return value
     if isinstance(value, str):
         return value if len(value) <= _MAX_STRING else value[: _MAX_STRING - 1] + "…"
-    if depth < 2 and isinstance(value, Mapping):
+    if depth < 3 and isinstance(value, Mapping):
         items = list(value.items())[:_MAX_ITEMS]
         return {str(k): _clean(v, depth + 1) for k, v in items}
-    if depth < 2 and isinstance(value, list | tuple):
+    if depth < 3 and isinstance(value, list | tuple):
         return [_clean(v, depth + 1) for v in value[:_MAX_ITEMS]]
     return type(value).__name__
 
