@@ -24,6 +24,9 @@ import httpx
 __all__ = ["ServiceProcess", "free_port", "read_events", "service_env"]
 
 _KEPT_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR")
+# The checkout under test: without it a process started outside the checkout imports `app` from
+# wherever the virtualenv's editable install points (another checkout, in a git worktree).
+_ROOT = Path(__file__).resolve().parents[2]
 
 
 def free_port() -> int:
@@ -37,6 +40,7 @@ def service_env(**settings: str | float | int | Path) -> dict[str, str]:
     """The environment for one service process: JSON logs plus exactly `settings` (upper-cased)."""
     env = {name: os.environ[name] for name in _KEPT_ENV if name in os.environ}
     env |= {"LOG_FORMAT": "json", "LOG_LEVEL": "INFO", "PYTHONUNBUFFERED": "1"}
+    env["PYTHONPATH"] = str(_ROOT)
     env |= {name.upper(): str(value) for name, value in settings.items()}
     return env
 
