@@ -33,25 +33,6 @@ class Alerter:
             f"user: {job.user_id}\njob: {job.id}\nstep: {step or 'unknown'}\n"
             f"attempts: {job.attempts}/{job.max_attempts}\nerror: {error}"
         )
-        await self._send(job, text)
-
-    async def job_stuck(
-        self, job: Job, *, step: str, elapsed_seconds: float, threshold_seconds: float
-    ) -> None:
-        """Once per stuck job (the runner's to ensure): its step runs past its threshold."""
-        if not self._url:
-            return
-        text = (
-            f":hourglass: soulprint job looks stuck\n"
-            f"user: {job.user_id}\njob: {job.id}\nstep: {step}\n"
-            f"running for {elapsed_seconds:.0f} s, threshold {threshold_seconds:.0f} s "
-            f"(python -m app stats steps)\nsee: python -m app events {job.id}"
-        )
-        await self._send(job, text)
-
-    async def _send(self, job: Job, text: str) -> None:
-        if not self._url:
-            return
         try:
             response = await self._client.post(self._url, json={"text": text}, timeout=10.0)
             response.raise_for_status()

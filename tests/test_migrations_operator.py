@@ -115,6 +115,27 @@ def test_only_forget_user_data_deletes_events_and_only_the_users(db: Conn) -> No
             _as(db, role, "SELECT forget_user_data(%s, true)", (other,))
 
 
+def test_forget_with_chunks_also_drops_the_record_of_their_import(db: Conn) -> None:
+    # The table issue 9's migration creates (20261201000000), where it exists.
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS conversation_chunk_imports (user_id uuid PRIMARY KEY,"
+        " import_job_id uuid NOT NULL, committed_at timestamptz NOT NULL DEFAULT now())"
+    )
+    job_id, user = _job(db, status="complete")
+    _, other = _job(db, status="complete")
+    for owner in (user, other):
+        db.execute(
+            "INSERT INTO conversation_chunk_imports (user_id, import_job_id) VALUES (%s, %s)",
+            (owner, job_id),
+        )
+        db.execute("INSERT INTO conversation_chunks (user_id, content) VALUES (%s, 'x')", (owner,))
+    row = db.execute("SELECT forget_user_data(%s, true) AS r", (user,)).fetchone()
+    assert row is not None
+    assert row["r"]["chunks"] == 1
+    left = db.execute("SELECT user_id FROM conversation_chunk_imports").fetchall()
+    assert [str(r["user_id"]) for r in left] == [other]
+
+
 def test_forget_refuses_a_user_with_an_active_job(db: Conn) -> None:
     _, user = _job(db, status="running")
     with pytest.raises(psycopg.errors.RaiseException, match="has a running job"):

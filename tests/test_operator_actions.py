@@ -218,3 +218,26 @@ async def test_bulk_retry_dry_run_changes_nothing_and_the_real_run_requeues(
     untouched = await local_store.get_job(c.id)
     assert untouched is not None
     assert untouched.status is JobStatus.FAILED
+
+
+async def test_forget_with_chunks_drops_the_record_of_their_import(local_store: LocalStore) -> None:
+    def seed(conn: Any) -> None:  # the table issue 9 adds to the local schema, where it exists
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS conversation_chunk_imports (user_id TEXT PRIMARY KEY,"
+            " import_job_id TEXT NOT NULL, committed_at TEXT NOT NULL)"
+        )
+        for user in ("u-1", "u-2"):
+            conn.execute(
+                "INSERT INTO conversation_chunk_imports VALUES (?, 'j', '2026-01-01')", (user,)
+            )
+
+    async def users() -> list[str]:
+        sql = "SELECT user_id FROM conversation_chunk_imports ORDER BY user_id"
+        rows = await local_store._run(lambda conn: conn.execute(sql).fetchall())
+        return [r[0] for r in rows]
+
+    await local_store._write(seed)
+    await local_store.forget_user("u-1")  # without chunks: the record of them stays
+    assert await users() == ["u-1", "u-2"]
+    await local_store.forget_user("u-1", include_chunks=True)
+    assert await users() == ["u-2"]

@@ -39,6 +39,11 @@ def install_sql_functions(conn: sqlite3.Connection) -> None:
     conn.create_function("job_claim_penalty_seconds", 3, claim_penalty_seconds, deterministic=True)
 
 
+def _has_table(conn: sqlite3.Connection, name: str) -> bool:
+    sql = "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?"
+    return conn.execute(sql, (name,)).fetchone() is not None
+
+
 _FAILED_JOBS = """
 SELECT j.id, j.user_id, j.error_message, j.attempts, j.created_at, j.completed_at AS failed_at,
        (SELECT l.id FROM processing_jobs l WHERE l.user_id = j.user_id AND l.id <> j.id
@@ -191,6 +196,9 @@ class LocalOperatorStore:
             if include_chunks:
                 sql = "DELETE FROM conversation_chunks WHERE user_id = ?"
                 chunks = conn.execute(sql, (user_id,)).rowcount
+                if _has_table(conn, "conversation_chunk_imports"):  # which import they were
+                    sql = "DELETE FROM conversation_chunk_imports WHERE user_id = ?"
+                    conn.execute(sql, (user_id,)).close()
             return ForgetCounts(
                 jobs=jobs.rowcount,
                 events=events,

@@ -5,8 +5,8 @@
 -- Idempotent like the earlier files: columns and tables only when missing, constraints checked
 -- before they are added (NOT VALID: rows already there are neither rejected nor rewritten),
 -- functions CREATE OR REPLACE. Functions are SECURITY INVOKER with EXECUTE for service_role only,
--- except forget_user_data (SECURITY DEFINER, see there). Must run after 20260301000100, whose
--- claim_next_job / finish_job / requeue_job it replaces.
+-- except forget_user_data (SECURITY DEFINER, see there). Must run after 20260301000100 and
+-- 20261201000000, whose claim_next_job / finish_job / requeue_job it replaces.
 
 -- ---------------------------------------------------------------------------------------------
 -- processing_jobs: a cancel flag, the measured export size, and the 'canceled' status.
@@ -225,8 +225,10 @@ BEGIN
 END
 $$;
 
--- As in 20260301000100, plus 'canceled': a final status the runner writes when it stops a job
--- whose cancel was requested.
+-- As in 20261201000000_complete_means_complete.sql (issue 9: a job put back on the queue is in no
+-- step and its progress starts again), plus 'canceled': a final status the runner writes when it
+-- stops a job whose cancel was requested. This file runs after that one and replaces the
+-- function: keep the two bodies in step.
 CREATE OR REPLACE FUNCTION public.finish_job(
     p_job_id uuid,
     p_worker_id text,
@@ -251,7 +253,12 @@ BEGIN
         lease_owner = NULL,
         lease_expires_at = NULL,
         completed_at = CASE WHEN p_status = 'queued' THEN NULL ELSE now() END,
-        progress = CASE WHEN p_status = 'complete' THEN 100 ELSE progress END,
+        progress = CASE
+            WHEN p_status = 'complete' THEN 100
+            WHEN p_status = 'queued' THEN 0
+            ELSE progress
+        END,
+        current_step = CASE WHEN p_status = 'queued' THEN NULL ELSE current_step END,
         run_after = CASE WHEN p_status = 'queued' THEN coalesce(p_run_after, now()) ELSE run_after END,
         attempts = CASE
             WHEN p_status = 'queued' AND NOT coalesce(p_count_attempt, true)
@@ -431,7 +438,7 @@ $$;
 
 -- ---------------------------------------------------------------------------------------------
 -- Forget a user: the service's own rows for them — job events, jobs, cached facts — and their
--- conversation_chunks only when p_include_chunks. Refused (P0001) while a job of theirs is queued
+-- conversation_chunks (with the record of which import they were) only when p_include_chunks. Refused (P0001) while a job of theirs is queued
 -- or running. Returns the counts and the removed job ids (to clean temp files by).
 --
 -- SECURITY DEFINER, the one exception here: the service role may not delete job events (the
@@ -479,6 +486,11 @@ BEGIN
     IF coalesce(p_include_chunks, false) THEN
         DELETE FROM public.conversation_chunks c WHERE c.user_id = p_user_id;
         GET DIAGNOSTICS v_chunks = ROW_COUNT;
+        -- And the record of which import the chunks were (20261201000000), where it exists.
+        IF to_regclass('public.conversation_chunk_imports') IS NOT NULL THEN
+            EXECUTE 'DELETE FROM public.conversation_chunk_imports WHERE user_id = $1'
+                USING p_user_id;
+        END IF;
     END IF;
     RETURN jsonb_build_object(
         'jobs', v_jobs, 'events', v_events, 'fact_cache', v_cache, 'chunks', v_chunks,
