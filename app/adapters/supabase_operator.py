@@ -158,7 +158,7 @@ class SupabaseOperatorStore:
         self, steps: Sequence[str], *, per_step: int = 500
     ) -> dict[str, list[tuple[float, float | None]]]:
         result = await self._rpc(
-            "recent_step_durations", {"p_steps": list(steps), "p_per_step": per_step}
+            "recent_step_durations", {"p_steps": ",".join(steps), "p_per_step": per_step}
         )
         return {
             step: [(float(d), None if u is None else float(u)) for d, u in result.get(step) or []]

@@ -407,10 +407,11 @@ AS $$
 $$;
 
 -- ---------------------------------------------------------------------------------------------
--- Stuck detection's history: the latest p_per_step step_completed samples of each named step,
--- as {step: [[duration_ms, units], ...]} (newest first). One jsonb value, so PostgREST's row cap
+-- Stuck detection's history: the latest p_per_step step_completed samples of each step named in
+-- p_steps (comma-separated: plain text travels the same through every PostgREST), as
+-- {step: [[duration_ms, units], ...]} (newest first). One jsonb value, so PostgREST's row cap
 -- does not apply; each step reads its own slice of the partial index.
-CREATE OR REPLACE FUNCTION public.recent_step_durations(p_steps text[], p_per_step integer DEFAULT 500)
+CREATE OR REPLACE FUNCTION public.recent_step_durations(p_steps text, p_per_step integer DEFAULT 500)
 RETURNS jsonb
 LANGUAGE sql
 STABLE
@@ -432,7 +433,7 @@ AS $$
                 LIMIT least(greatest(coalesce(p_per_step, 500), 1), 5000)
             ) x
         ) AS samples
-        FROM unnest(p_steps) AS named(step)
+        FROM unnest(string_to_array(p_steps, ',')) AS named(step)
     ) s
 $$;
 
@@ -508,7 +509,7 @@ REVOKE ALL ON FUNCTION
     public.requeue_job(uuid),
     public.cancel_job(uuid, text),
     public.find_failed_jobs(timestamptz, timestamptz, text, text, uuid, uuid, integer),
-    public.recent_step_durations(text[], integer),
+    public.recent_step_durations(text, integer),
     public.forget_user_data(uuid, boolean)
 FROM PUBLIC, anon, authenticated;
 
@@ -520,7 +521,7 @@ GRANT EXECUTE ON FUNCTION
     public.requeue_job(uuid),
     public.cancel_job(uuid, text),
     public.find_failed_jobs(timestamptz, timestamptz, text, text, uuid, uuid, integer),
-    public.recent_step_durations(text[], integer),
+    public.recent_step_durations(text, integer),
     public.forget_user_data(uuid, boolean)
 TO service_role;
 
