@@ -19,10 +19,11 @@ from pathlib import Path
 import httpx
 import structlog
 
+from app import cli_operator
 from app.cache_cli import add_cache_commands, purge_fact_cache, validate_fact_cache
 from app.config import Settings, get_settings
 from app.domain import JobStatus
-from app.errors import AppError, BadExport, ConfigError
+from app.errors import AppError, BadExport, ConfigError, ValidationFailed
 from app.logging import configure_logging
 
 __all__ = ["DEMO_USER_ID", "main"]
@@ -86,8 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     status = commands.add_parser("status", help="a job's or a user's full-pass status, as JSON")
     status.add_argument("id", help="a job id, or a user id (both UUIDs)")
 
-    retry = commands.add_parser("retry", help="put a failed job back on the queue")
-    retry.add_argument("job_id", help="the failed job's id")
+    cli_operator.add_commands(commands)  # events, retry, cancel, forget, stats
 
     add_cache_commands(commands)
 
@@ -138,13 +138,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return _INTERRUPTED
         if args.command == "status":
             return asyncio.run(_status(settings, args.id))
-        if args.command == "retry":
-            return asyncio.run(_retry(settings, args.job_id))
         if args.command == "cache":
             return asyncio.run(_cache(settings, args))
         if args.command == "mcp":
             return asyncio.run(_mcp(settings))
-    except (ConfigError, BadExport) as exc:
+        if args.command in cli_operator.COMMANDS:
+            return asyncio.run(cli_operator.run(args, settings))
+    except (ConfigError, BadExport, ValidationFailed) as exc:
         _error(exc.message)
         return 2
     except AppError as exc:
@@ -257,20 +257,6 @@ async def _status(settings: Settings, ident: str) -> int:
             _say((await full_pass_view(store, key)).model_dump_json(indent=2))
     finally:
         await store.aclose()
-    return 0
-
-
-async def _retry(settings: Settings, job_id: str) -> int:
-    from app.api.schemas import JobView
-    from app.api.views import retry_failed_job
-    from app.main import build_store
-
-    store = build_store(settings)
-    try:
-        job = await retry_failed_job(store, _uuid(job_id, "job_id"))
-    finally:
-        await store.aclose()
-    _say(JobView.of(job).model_dump_json(indent=2))
     return 0
 
 

@@ -117,6 +117,12 @@ class Settings(BaseSettings):
             return None
         return value
 
+    # --- stuck detection (issue 11): threshold = max(floor, factor × p99 per unit × units) --
+    stuck_threshold_factor: float = Field(default=3.0, ge=1.0, le=100.0)
+    stuck_floor_seconds: float = Field(default=600, ge=0)
+    # Below this many completed samples of a step, built-in per-unit defaults stand in for p99.
+    stuck_min_samples: int = Field(default=20, ge=1)
+
     @field_validator("fact_extraction_concurrency", mode="before")
     @classmethod
     def _lenient_concurrency(cls, value: Any) -> int:

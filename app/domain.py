@@ -142,6 +142,8 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     COMPLETE = "complete"
     FAILED = "failed"
+    # Withdrawn by an operator (issue 11): final, like complete and failed.
+    CANCELED = "canceled"
 
     @property
     def active(self) -> bool:
@@ -200,6 +202,10 @@ class Job:
     output_tokens: int = 0
     cost_usd: float = 0.0
     stats: dict[str, Any] = field(default_factory=dict)
+    # --- issue 11: set by an operator's cancel; the runner stops the job at its next boundary.
+    cancel_requested_at: datetime | None = None
+    # Measured by the download (pipeline, through update_job); orders the fair queue.
+    export_bytes: int | None = None
 
 
 def fact_to_json(fact: Fact) -> dict[str, Any]:

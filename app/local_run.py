@@ -142,7 +142,7 @@ async def _wait(store: LocalStore, job_id: str, display: _Progress) -> Job:
         if job is None:
             raise AppError(f"job {job_id} disappeared from the local store")
         display.draw(job)
-        if job.status in (JobStatus.COMPLETE, JobStatus.FAILED) and job.lease_owner is None:
+        if not job.status.active and job.lease_owner is None:  # complete, failed or canceled
             return job
         await asyncio.sleep(_POLL_SECONDS)
 

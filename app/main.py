@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from app.alerts import Alerter
 from app.api.deps import Services
 from app.api.handlers import BodySizeLimitMiddleware, install_error_handlers
+from app.api.operator_routes import router as operator_router
 from app.api.routes import router
 from app.breaker import GuardedLLM, ProviderBreaker
 from app.config import Settings, get_settings
@@ -182,6 +183,7 @@ def create_app(
     install_error_handlers(app)
     app.include_router(router)
     mount_mcp(app)
+    app.include_router(operator_router)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

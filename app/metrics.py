@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.domain import Job
 from app.errors import LLMError
 from app.ports import (
     LLM,
@@ -23,6 +25,7 @@ from app.ports import (
     SectionsRequest,
 )
 from app.pricing import ModelPrice, cost_usd
+from app.queue_order import size_class
 
 __all__ = ["METRICS", "REGISTRY", "MeteredLLM", "Metrics"]
 
@@ -107,6 +110,54 @@ class Metrics:
             "Chunks answered from the fact cache instead of an LLM call",
             registry=registry,
         )
+
+        # --- issue 11: the operator's view of the fleet ---------------------------------------
+        self.job_events = Counter(
+            "soulprint_job_events_total",
+            "Job events recorded in the audit trail, by kind and outcome (written, failed)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
+        self.bulk_retries = Counter(
+            "soulprint_bulk_retries_total",
+            "Failed jobs a bulk retry handled, by outcome (queued, skipped)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.cancels = Counter(
+            "soulprint_cancels_total",
+            "Cancels by outcome: canceled (withdrawn at once), cancel_requested, "
+            "already_canceled, stopped (a runner stopped a job whose cancel was requested)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.jobs_stuck = Counter(
+            "soulprint_jobs_stuck_total",
+            "Running jobs flagged as stuck: their step ran past its learned threshold",
+            ["step"],
+            registry=registry,
+        )
+        self.users_forgotten = Counter(
+            "soulprint_users_forgotten_total",
+            "Users whose data the service removed (forget)",
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "soulprint_queue_wait_seconds",
+            "From due (run_after) to claimed, by size class (small: at most 25 MB, estimated)",
+            ["size"],
+            buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600),
+            registry=registry,
+        )
+
+    def observe_queue_wait(self, job: Job, *, claimed_at: datetime | None = None) -> float:
+        """Call once a job is claimed: how long it waited since it was due (its `run_after`: when
+        it was requested, retried or released). Returns the seconds observed."""
+        due = job.run_after or job.created_at
+        seconds = max(0.0, ((claimed_at or datetime.now(UTC)) - due).total_seconds())
+        size = size_class(job.export_bytes, job.message_count, job.conversation_count)
+        self.queue_wait.labels(size=size).observe(seconds)
+        return seconds
 
     def set_jobs(self, counts: Mapping[str, int]) -> None:
         for status, count in counts.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
 from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSignal
+from app.operator_port import OperatorStore
 
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
@@ -28,6 +29,7 @@ __all__ = [
     "LLMReply",
     "LLMUsage",
     "MemoryRequest",
+    "OperatorStore",
     "ReduceRequest",
     "SectionsRequest",
     "Store",
@@ -50,6 +52,7 @@ JOB_UPDATABLE_COLUMNS: frozenset[str] = frozenset(
         "output_tokens",
         "cost_usd",
         "stats",
+        "export_bytes",  # issue 11: the fair queue's size, once the download measured it
     }
 )
 
@@ -63,7 +66,7 @@ class ExportSource(Protocol):
         ...
 
 
-class Store(ExportSource, Protocol):
+class Store(ExportSource, OperatorStore, Protocol):
     async def ping(self) -> None:
         """Raise `StoreUnavailable` if the store cannot be reached."""
         ...
@@ -103,11 +106,15 @@ class Store(ExportSource, Protocol):
         profile holds now."""
         ...
 
-    async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
-        """Take the oldest due job (queued and due, or running with an expired lease).
+    async def claim_job(
+        self, *, worker_id: str, lease_seconds: int, small_only: bool = False
+    ) -> Job | None:
+        """Take the first due job (queued and due, or running with an expired lease) in the fair
+        order of `app/queue_order.py`: `run_after` + a size penalty, then the oldest.
 
         Sets lease owner and expiry, status running, and counts the attempt. Never hands the same
-        job to two workers at once.
+        job to two workers at once. `small_only` takes only jobs of at most `SMALL_JOB_BYTES`
+        (estimated): a slot small imports can count on while a big one runs.
         """
         ...
 
@@ -127,9 +134,9 @@ class Store(ExportSource, Protocol):
     ) -> bool:
         """End this worker's hold on the job.
 
-        `complete`/`failed` are final (completed_at set). `queued` puts it back on the queue, due at
-        `run_after`; with `count_attempt=False` (a release on shutdown) the attempt is given back.
-        False if this worker no longer held the lease (nothing was changed).
+        `complete`/`failed`/`canceled` are final (completed_at set). `queued` puts it back on the
+        queue, due at `run_after`; with `count_attempt=False` (a release on shutdown) the attempt
+        is given back. False if this worker no longer held the lease (nothing was changed).
         """
         ...
 

@@ -429,6 +429,7 @@ def test_migrations_extend_tables_the_product_already_has() -> None:
                 " ORDER BY conname"
             ).fetchall()
             assert [(c["conname"], c["convalidated"]) for c in checks] == [
+                ("processing_jobs_export_bytes_check", False),
                 ("processing_jobs_progress_check", False),
                 ("processing_jobs_status_check", False),
             ]

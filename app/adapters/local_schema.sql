@@ -1,6 +1,7 @@
 -- The embedded store's schema: the same tables and column names as the Supabase migrations
 -- (supabase/migrations), in SQLite's types. Timestamps are ISO-8601 UTC text, ids are uuid text,
--- JSON is text. Applied on every open; every statement is idempotent.
+-- JSON is text. Applied on every open; every statement is idempotent. A database made by an older
+-- version gains new columns and changed CHECKs through app/adapters/local_schema_upgrade.py.
 
 CREATE TABLE IF NOT EXISTS user_profiles (
     user_id TEXT PRIMARY KEY,
@@ -48,7 +49,7 @@ CREATE TABLE IF NOT EXISTS processing_jobs (
     id TEXT PRIMARY KEY,
     user_id TEXT NOT NULL,
     status TEXT NOT NULL DEFAULT 'queued'
-        CHECK (status IN ('queued', 'running', 'complete', 'failed')),
+        CHECK (status IN ('queued', 'running', 'complete', 'failed', 'canceled')),
     storage_path TEXT NOT NULL,
     pipeline_version TEXT NOT NULL DEFAULT 'v2',
     conversation_count INTEGER,
@@ -74,7 +75,9 @@ CREATE TABLE IF NOT EXISTS processing_jobs (
     created_at TEXT NOT NULL,
     updated_at TEXT NOT NULL,
     started_at TEXT,
-    completed_at TEXT
+    completed_at TEXT,
+    cancel_requested_at TEXT,
+    export_bytes INTEGER CHECK (export_bytes >= 0)
 );
 CREATE UNIQUE INDEX IF NOT EXISTS processing_jobs_one_active_per_user
     ON processing_jobs (user_id) WHERE status IN ('queued', 'running');
@@ -88,3 +91,25 @@ CREATE TABLE IF NOT EXISTS fact_extraction_cache (
     created_at TEXT NOT NULL,
     PRIMARY KEY (user_id, content_hash, extractor_version)
 );
+
+-- The audit trail (issue 11): append-only; only forgetting a user deletes rows.
+CREATE TABLE IF NOT EXISTS processing_job_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 0,
+    worker_id TEXT,
+    step TEXT,
+    at TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS processing_job_events_job_idx ON processing_job_events (job_id, id);
+CREATE INDEX IF NOT EXISTS processing_job_events_user_idx ON processing_job_events (user_id);
+CREATE INDEX IF NOT EXISTS processing_job_events_step_durations_idx
+    ON processing_job_events (step, id DESC) WHERE kind = 'step_completed';
+CREATE TRIGGER IF NOT EXISTS processing_job_events_append_only
+    BEFORE UPDATE ON processing_job_events
+BEGIN
+    SELECT RAISE(ABORT, 'processing_job_events is append-only');
+END;

@@ -22,6 +22,8 @@ from typing import Any, TypeVar
 
 from app.adapters.fact_cache import PAGE_SIZE
 from app.adapters.local_fact_cache import LocalFactCache
+from app.adapters.local_operator import LocalOperatorStore, install_sql_functions
+from app.adapters.local_schema_upgrade import upgrade_local_schema
 from app.adapters.rows import chunk_row, job_from_row
 from app.domain import (
     PROFILE_COLUMNS,
@@ -33,6 +35,7 @@ from app.domain import (
 )
 from app.errors import ExportNotFound, JobConflict, JobNotFound, ProfileNotFound, StoreError
 from app.ports import JOB_UPDATABLE_COLUMNS, FactCacheEntry, FactCacheKey
+from app.queue_order import SMALL_JOB_BYTES
 
 __all__ = ["LocalStore"]
 
@@ -54,32 +57,7 @@ def _ts(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
-def _add_missing_columns(conn: sqlite3.Connection, schema: str) -> None:
-    """Bring a data directory made by an older version up to the schema: `CREATE TABLE IF NOT
-    EXISTS` leaves an existing table as it was, so add the columns it lacks (with their types
-    and defaults, as an in-memory copy of the schema declares them)."""
-    model = sqlite3.connect(":memory:")
-    try:
-        model.executescript(schema)
-        tables = [r[0] for r in model.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        for table in tables:
-            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            for _, name, kind, notnull, default, _pk in model.execute(
-                f"PRAGMA table_info({table})"
-            ):
-                if name in have:
-                    continue
-                clause = f"{name} {kind}"
-                if default is not None:
-                    clause += f" DEFAULT {default}"
-                if notnull and default is not None:
-                    clause += " NOT NULL"
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {clause}")
-    finally:
-        model.close()
-
-
-class LocalStore:
+class LocalStore(LocalOperatorStore):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.storage_dir = data_dir / "storage"
@@ -93,9 +71,10 @@ class LocalStore:
         self._conn.execute("PRAGMA journal_mode=WAL")
         self._conn.execute("PRAGMA synchronous=NORMAL")
         schema = resources.files("app.adapters").joinpath("local_schema.sql").read_text()
+        upgrade_local_schema(self._conn, schema)  # a file from an older version: catch it up
         self._conn.executescript(schema)
-        _add_missing_columns(self._conn, schema)
         self._fact_cache = LocalFactCache(run=self._run, write=self._write)
+        install_sql_functions(self._conn)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -277,14 +256,20 @@ class LocalStore:
         row = await self._run(lambda conn: conn.execute(sql, params).fetchone())
         return None if row is None else job_from_row(dict(row))
 
-    async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
+    async def claim_job(
+        self, *, worker_id: str, lease_seconds: int, small_only: bool = False
+    ) -> Job | None:
         def claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
             now = _now()
+            # The fair order of app/queue_order.py: run_after + a size penalty, then the oldest.
             row = conn.execute(
-                "SELECT id FROM processing_jobs WHERE (status = 'queued' AND run_after <= :now)"
-                " OR (status = 'running' AND lease_expires_at < :now)"
-                " ORDER BY run_after, created_at LIMIT 1",
-                {"now": _ts(now)},
+                "SELECT id FROM processing_jobs WHERE ((status = 'queued' AND run_after <= :now)"
+                " OR (status = 'running' AND lease_expires_at < :now))"
+                " AND (NOT :small_only OR job_estimated_bytes(export_bytes, message_count,"
+                " conversation_count) <= :small_bytes)"
+                " ORDER BY julianday(run_after) * 86400.0 + job_claim_penalty_seconds("
+                "export_bytes, message_count, conversation_count), created_at, id LIMIT 1",
+                {"now": _ts(now), "small_only": small_only, "small_bytes": SMALL_JOB_BYTES},
             ).fetchone()
             if row is None:
                 return None
@@ -353,7 +338,7 @@ class LocalStore:
                 " updated_at = :now WHERE id = :id AND lease_owner = :owner AND status = 'running'"
             )
             params |= {"run_after": _ts(run_after or now), "give_back": 0 if count_attempt else 1}
-        elif status in (JobStatus.COMPLETE, JobStatus.FAILED):
+        elif status in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELED):
             sql = (
                 "UPDATE processing_jobs SET status = :status, lease_owner = NULL,"
                 " lease_expires_at = NULL, error_message = :error, completed_at = :now,"
@@ -378,7 +363,8 @@ class LocalStore:
             now = _ts(_now())
             conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', attempts = 0, error_message = NULL,"
-                " run_after = ?, completed_at = NULL, updated_at = ? WHERE id = ?",
+                " run_after = ?, completed_at = NULL, cancel_requested_at = NULL, updated_at = ?"
+                " WHERE id = ?",
                 (now, now, job_id),
             )
             requeued: sqlite3.Row = conn.execute(

@@ -9,8 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.domain import Chunk, Job, JobStatus
+from app.fleet import FailedJob, JobEvent
 
-__all__ = ["RECENT_DAYS", "chunk_row", "job_from_row", "parse_timestamp"]
+__all__ = [
+    "RECENT_DAYS",
+    "chunk_row",
+    "event_from_row",
+    "failed_job_from_row",
+    "job_from_row",
+    "parse_timestamp",
+]
 
 RECENT_DAYS = 180
 
@@ -85,4 +93,40 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         output_tokens=int(row.get("output_tokens") or 0),
         cost_usd=float(row.get("cost_usd") or 0),
         stats=dict(stats),
+        cancel_requested_at=parse_timestamp(row.get("cancel_requested_at")),
+        export_bytes=_int(row.get("export_bytes")),
+    )
+
+
+# --- issue 11: the audit trail and the bulk-retry search ------------------------------------
+
+
+def event_from_row(row: Mapping[str, Any]) -> JobEvent:
+    detail = row.get("detail") or {}
+    if isinstance(detail, str):
+        detail = json.loads(detail)
+    return JobEvent(
+        id=int(row["id"]),
+        job_id=str(row["job_id"]),
+        user_id=str(row["user_id"]),
+        kind=str(row["kind"]),
+        attempt=int(row.get("attempt") or 0),
+        worker_id=row.get("worker_id"),
+        step=row.get("step"),
+        at=parse_timestamp(row.get("at")) or datetime.now(UTC),
+        detail=dict(detail),
+    )
+
+
+def failed_job_from_row(row: Mapping[str, Any]) -> FailedJob:
+    later = row.get("later_job_id")
+    return FailedJob(
+        job_id=str(row["id"]),
+        user_id=str(row["user_id"]),
+        error_message=row.get("error_message"),
+        attempts=int(row.get("attempts") or 0),
+        created_at=parse_timestamp(row.get("created_at")) or datetime.now(UTC),
+        failed_at=parse_timestamp(row.get("failed_at")),
+        later_job_id=None if later is None else str(later),
+        later_job_status=row.get("later_job_status"),
     )

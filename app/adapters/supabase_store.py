@@ -22,6 +22,7 @@ from app.adapters.fact_cache import PAGE_SIZE
 from app.adapters.postgrest import PostgrestError, SupabaseHttp
 from app.adapters.rows import chunk_row, job_from_row
 from app.adapters.supabase_fact_cache import SupabaseFactCache
+from app.adapters.supabase_operator import SupabaseOperatorStore
 from app.config import Settings
 from app.domain import (
     PROFILE_COLUMNS,
@@ -53,7 +54,9 @@ _WRITE_BLOCK = 1024 * 1024
 # Columns `save_conversation_chunks` sets itself (from its arguments), not from the rows.
 _SET_BY_FUNCTION = frozenset({"user_id", "import_job_id"})
 _CONFLICT_RETRIES = 3
-_FINAL_OR_QUEUED = frozenset({JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.QUEUED})
+_FINAL_OR_QUEUED = frozenset(
+    {JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
+)
 
 
 def _jsonable(value: Any) -> Any:
@@ -82,7 +85,7 @@ def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table
         )
 
 
-class SupabaseStore:
+class SupabaseStore(SupabaseOperatorStore):
     def __init__(
         self,
         client: httpx.AsyncClient,
@@ -260,10 +263,11 @@ class SupabaseStore:
         )
         return job_from_row(rows[0]) if rows else None
 
-    async def claim_job(self, *, worker_id: str, lease_seconds: int) -> Job | None:
-        rows = await self._rpc(
-            "claim_next_job", {"p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
-        )
+    async def claim_job(
+        self, *, worker_id: str, lease_seconds: int, small_only: bool = False
+    ) -> Job | None:
+        args = {"p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
+        rows = await self._rpc("claim_next_job", {**args, "p_small_only": small_only})
         return job_from_row(rows[0]) if rows else None
 
     async def renew_lease(self, *, job_id: str, worker_id: str, lease_seconds: int) -> bool:

@@ -63,6 +63,10 @@ class JobView(BaseModel):
     started_at: datetime | None
     completed_at: datetime | None
     updated_at: datetime | None
+    cancel_requested_at: datetime | None = Field(
+        default=None, description="Set when an operator asked a running job to stop."
+    )
+    export_bytes: int | None = Field(default=None, description="The export's measured size.")
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -89,6 +93,8 @@ class JobView(BaseModel):
             started_at=job.started_at,
             completed_at=job.completed_at,
             updated_at=job.updated_at,
+            cancel_requested_at=job.cancel_requested_at,
+            export_bytes=job.export_bytes,
         )
 
 

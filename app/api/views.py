@@ -1,4 +1,5 @@
-"""Operations the API and the CLI share: reading a user's full-pass state, retrying a failed job."""
+"""Operations the API and the CLI share: reading a user's full-pass state, retrying a failed job
+(bulk retries go through the same `retry_failed_job`: app/bulk_retry.py)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import structlog
 from app.api.schemas import FullPassView, JobView
 from app.domain import FullPassStatus, Job
 from app.errors import NotFound
+from app.events import JobEvents
+from app.fleet import EventKind
 from app.ports import Store
 
 __all__ = ["full_pass_view", "retry_failed_job"]
@@ -30,9 +33,11 @@ async def full_pass_view(store: Store, user_id: str) -> FullPassView:
     )
 
 
-async def retry_failed_job(store: Store, job_id: str) -> Job:
-    """Put a failed job back on the queue (after its cause was fixed); the profile shows it."""
+async def retry_failed_job(store: Store, job_id: str, *, actor: str = "operator") -> Job:
+    """Put a failed job back on the queue (after its cause was fixed); the profile shows it,
+    and the job's trail says who requeued it."""
     job = await store.requeue_job(job_id)
+    await JobEvents(store, actor).record(job, EventKind.REQUEUED)
     await store.update_profile(
         job.user_id,
         {"full_pass_status": FullPassStatus.PROCESSING.value, "full_pass_error": None},

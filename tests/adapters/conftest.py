@@ -9,10 +9,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
+import psycopg.sql
 import pytest
 import respx
 
@@ -35,6 +38,13 @@ class StoreHarness:
     # (user_id, content_hash, extractor_version, facts as JSON text): a row as another writer,
     # an older version or a bug may have left it, bypassing the store's own encoding.
     put_raw_cache_entry: Callable[[str, str, str, str], None]
+    # Set processing_jobs columns behind the store's back (controlled timestamps for the queue
+    # order and the bulk-retry windows).
+    set_job: Callable[..., Awaitable[None]]
+
+
+def _sqlite_value(value: Any) -> Any:
+    return value.isoformat(timespec="microseconds") if isinstance(value, datetime) else value
 
 
 @pytest.fixture(scope="session")
@@ -57,15 +67,28 @@ async def _local(tmp_path: Path) -> AsyncIterator[StoreHarness]:
                 (user_id, content_hash, version, facts),
             )
 
+    async def set_job(job_id: str, **values: Any) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        params = (*(_sqlite_value(v) for v in values.values()), job_id)
+        sql = f"UPDATE processing_jobs SET {assignments} WHERE id = ?"  # noqa: S608
+        await store._write(lambda conn: conn.execute(sql, params).close())
+
     yield StoreHarness(
-        store=store, add_profile=store.ensure_profile, put_export=put, put_raw_cache_entry=put_raw
+        store=store,
+        add_profile=store.ensure_profile,
+        put_export=put,
+        put_raw_cache_entry=put_raw,
+        set_job=set_job,
     )
     await store.aclose()
 
 
 async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness]:
     with psycopg.connect(conninfo, autocommit=True) as admin:
-        admin.execute("TRUNCATE processing_jobs, conversation_chunks, fact_extraction_cache")
+        admin.execute(
+            "TRUNCATE processing_jobs, processing_job_events, conversation_chunks,"
+            " fact_extraction_cache"
+        )
     storage = tmp_path / "storage"
     storage.mkdir()
     fake = FakeSupabase(conninfo, storage)
@@ -88,6 +111,16 @@ async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness
                 (user_id, content_hash, version, facts),
             )
 
+    async def set_job(job_id: str, **values: Any) -> None:
+        assignments = psycopg.sql.SQL(", ").join(
+            psycopg.sql.SQL("{} = %s").format(psycopg.sql.Identifier(column)) for column in values
+        )
+        statement = psycopg.sql.SQL("UPDATE processing_jobs SET {} WHERE id = %s").format(
+            assignments
+        )
+        with psycopg.connect(conninfo, autocommit=True) as admin:
+            admin.execute(statement, (*values.values(), job_id))
+
     with respx.mock(base_url=_URL, assert_all_called=False) as router:
         router.route().mock(side_effect=fake)
         async with httpx.AsyncClient() as client:
@@ -99,6 +132,7 @@ async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness
                 add_profile=add_profile,
                 put_export=put_export,
                 put_raw_cache_entry=put_raw,
+                set_job=set_job,
             )
             await store.aclose()
     fake.close()

@@ -197,7 +197,11 @@ async def test_claim_renew_finish_go_through_their_rpcs(
     job = await store.claim_job(worker_id="w1", lease_seconds=60)
     assert job is not None
     assert (job.lease_owner, job.attempts) == ("w1", 1)
-    assert _json(claim.calls.last.request) == {"p_worker_id": "w1", "p_lease_seconds": 60}
+    assert _json(claim.calls.last.request) == {
+        "p_worker_id": "w1",
+        "p_lease_seconds": 60,
+        "p_small_only": False,
+    }
     assert await store.renew_lease(job_id=JOB, worker_id="w1", lease_seconds=30) is False
     assert _json(renew.calls.last.request) == {
         "p_job_id": JOB,
@@ -346,9 +350,16 @@ async def test_count_jobs_by_status_asks_for_exact_counts(
         "running": 7,
         "complete": 7,
         "failed": 7,
+        "canceled": 7,
     }
     statuses = [_query(call.request)["status"] for call in route.calls]
-    assert statuses == [["eq.queued"], ["eq.running"], ["eq.complete"], ["eq.failed"]]
+    assert statuses == [
+        ["eq.queued"],
+        ["eq.running"],
+        ["eq.complete"],
+        ["eq.failed"],
+        ["eq.canceled"],
+    ]
     assert all(call.request.headers["prefer"] == "count=exact" for call in route.calls)
 
 

@@ -43,6 +43,10 @@ OPERATIONS = (
     "GET /jobs/{job_id}",
     "POST /jobs/{job_id}/retry",
     "GET /users/{user_id}/full-pass",
+    "GET /jobs/{job_id}/events",
+    "POST /jobs/retry",
+    "POST /jobs/{job_id}/cancel",
+    "DELETE /users/{user_id}/data",
 )
 
 

@@ -140,7 +140,10 @@ class FakeSupabase:
             ),
         )
         if returns_set:
-            query = sql.SQL("SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]') FROM {} r").format(call)
+            # PostgREST's db-max-rows caps what a set-returning function answers, too.
+            query = sql.SQL(
+                "SELECT coalesce(jsonb_agg(to_jsonb(r)), '[]') FROM (SELECT * FROM {} LIMIT {}) r"
+            ).format(call, sql.Literal(_MAX_ROWS))
         elif typtype == "c":
             query = sql.SQL("SELECT to_jsonb(r) FROM {} r").format(call)
         else:
