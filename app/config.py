@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     anthropic_max_retries: int = Field(default=4, ge=0, le=10)
     anthropic_timeout_seconds: float = 90.0
     llm_backend: Literal["auto", "anthropic", "offline"] = "auto"
+    # realtime: the Messages API, FACT_EXTRACTION_CONCURRENCY requests in flight. batch:
+    # extraction and reduce through the Message Batches API — half price, no per-minute limits,
+    # results within 24 h (docs/OPERATIONS.md: when to choose which).
+    llm_mode: Literal["realtime", "batch"] = "realtime"
     # Price overrides in USD per million tokens; unset means the built-in table for the model.
     llm_price_input_per_mtok: float | None = None
     llm_price_output_per_mtok: float | None = None

@@ -7,7 +7,17 @@ from dataclasses import dataclass, replace
 from app.config import Settings
 from app.ports import LLMUsage
 
-__all__ = ["OFFLINE_PRICE", "ModelPrice", "cost_usd", "price_for", "price_for_llm"]
+__all__ = [
+    "BATCH_DISCOUNT",
+    "OFFLINE_PRICE",
+    "ModelPrice",
+    "cost_usd",
+    "price_for",
+    "price_for_llm",
+]
+
+# The Message Batches API bills input and output at half the realtime price (FACTS.md).
+BATCH_DISCOUNT = 0.5
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,7 +38,7 @@ from typing import Any
 from app.adapters.offline_llm import OfflineLLM
 from app.domain import Fact, FactCategory
 from app.ports import ExtractionRequest
-from app.pricing import ModelPrice
+from app.pricing import BATCH_DISCOUNT, ModelPrice
 from app.processors.reading.text import estimate_tokens
 
 __all__ = [
@@ -51,7 +51,6 @@ __all__ = [
     "output_tokens",
 ]
 
-BATCH_DISCOUNT = 0.5
 C = FactCategory
 
 
@@ -62,23 +61,16 @@ class ReplyFormat:
     name: str
     skeleton: str
     item: Callable[[Fact], str | None]
-    # Each excerpt of a packed request is listed by its id, facts or not.
-    per_excerpt: str = ""
 
     def item_tokens(self, fact: Fact) -> int | None:
         text = self.item(fact)
         return None if text is None else estimate_tokens(text)
 
 
-def output_tokens(
-    facts: Iterable[Fact], calls: int, reply: ReplyFormat, *, excerpts: int = 0
-) -> int:
-    """Modelled output tokens of `calls` replies in `reply`'s format carrying `facts` in all
-    (and listing `excerpts` excerpts by id, for a packed format). Facts the format has no place
-    for cost nothing (the design would not have returned them)."""
+def output_tokens(facts: Iterable[Fact], calls: int, reply: ReplyFormat) -> int:
+    """Modelled output tokens of `calls` replies in `reply`'s format carrying `facts` in all.
+    Facts the format has no place for cost nothing (the design would not have returned them)."""
     total = calls * estimate_tokens(reply.skeleton)
-    if reply.per_excerpt:
-        total += excerpts * estimate_tokens(reply.per_excerpt)
     for fact in facts:
         total += reply.item_tokens(fact) or 0
     return total
@@ -89,12 +81,9 @@ def _our_item(fact: Fact) -> str:
     return json.dumps(item, ensure_ascii=False) + ", "
 
 
-OUR_REPLY = ReplyFormat(
-    name="record_facts tool input, packed",
-    skeleton='{"excerpts": []}',
-    item=_our_item,
-    per_excerpt='{"id": "12", "facts": []}, ',
-)
+# Ours is priced by `app.processors.extraction.plan.estimate_extraction` (the reply's own JSON:
+# every excerpt listed by id with its facts); this format is for the unpacked comparison rows.
+OUR_REPLY = ReplyFormat(name="record_facts tool input", skeleton='{"excerpts": []}', item=_our_item)
 
 # The earlier design's reply: its five keys, pretty-printed as in its prompt's example. Facts of
 # categories it never asked for (About Me, People) have no key: a model following that prompt
@@ -168,7 +157,7 @@ class DesignCost:
         self.text_tokens += text_tokens
         self.facts += len(facts)
         self.unpriced_facts += sum(1 for f in facts if self.reply.item(f) is None)
-        self.output_tokens += output_tokens(facts, 1, self.reply, excerpts=excerpts)
+        self.output_tokens += output_tokens(facts, 1, self.reply)
         self.reserved_output_tokens += max_tokens if max_tokens is not None else self.max_tokens
 
     def usd(self, price: ModelPrice, *, batch: bool = False) -> float:

@@ -33,16 +33,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.adapters.anthropic_llm import extraction_max_tokens
 from app.config import Settings
 from app.pricing import price_for
-from app.processors import prompts
-from app.processors.extraction.packing import request_of
-from app.processors.extraction.plan import fixed_request_tokens, plan_requests
+from app.processors.extraction.plan import (
+    estimate_extraction,
+    fixed_request_tokens,
+    offline_answers,
+)
 from app.processors.reading.export_reader import iter_conversations
 from app.processors.reading.text import estimate_tokens
 from bench.common import OUT_DIR, USER_ID, bench_settings, ensure_export, machine, quiet_logs
-from bench.cost_model import OUR_REPLY, DesignCost, ReplyFormat, offline_facts
+from bench.cost_model import OUR_REPLY, DesignCost, ReplyFormat
 from bench.earlier_design import earlier_design_cost
 from bench.make_export import SHAPES
 
@@ -58,27 +59,26 @@ def our_design_cost(
     path: Path, *, settings: Settings, reply: ReplyFormat = OUR_REPLY
 ) -> DesignCost:
     """Our extraction requests over the export, packed as `extract_facts` packs them
-    (`EXTRACTION_REQUEST_TOKENS` of excerpts a request; `plan_requests`)."""
+    (`EXTRACTION_REQUEST_TOKENS` of excerpts a request): `estimate_extraction`, the same
+    figures `inspect` shows, output as the reply JSON carrying the offline rules' facts."""
     name = f"ours, packed to {settings.extraction_request_tokens:,} tokens"
-    cost = DesignCost(name=name, reply=reply, max_tokens=0)
-    overhead = request_overhead()
-    counts: dict[str, int] = {}
     conversations = iter_conversations(path, settings=settings)
-    with offline_facts() as facts_of:
-        for pack in plan_requests(conversations, settings=settings, user_id=USER_ID, counts=counts):
-            request = request_of(pack)
-            cost.add_call(
-                input_tokens=overhead + estimate_tokens(prompts.extraction_message(request)),
-                text_tokens=sum(
-                    estimate_tokens(u.excerpt.text or "".join(s.text for s in u.excerpt.signals))
-                    for u in pack
-                ),
-                facts=facts_of(request),
-                excerpts=len(pack),
-                max_tokens=extraction_max_tokens(len(pack)),
-            )
-    cost.chunks, cost.skipped = counts["chunks"], counts["skipped"]
-    return cost
+    with offline_answers() as answer:
+        est = estimate_extraction(conversations, settings=settings, user_id=USER_ID, answer=answer)
+    return DesignCost(
+        name=name,
+        reply=reply,
+        max_tokens=0,
+        chunks=est.chunks,
+        calls=est.requests,
+        excerpts=est.excerpts,
+        skipped=est.skipped,
+        text_tokens=est.excerpt_tokens,
+        input_tokens=est.input_tokens,
+        facts=est.facts,
+        output_tokens=est.output_tokens,
+        reserved_output_tokens=est.reserved_output_tokens,
+    )
 
 
 def _report(path: Path, *, budgets: list[int]) -> dict[str, Any]:

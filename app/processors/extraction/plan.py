@@ -7,18 +7,28 @@ are asked about once; the user's signals go last, in their batches.
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 from app.config import Settings
 from app.domain import Conversation, UserSignal
+from app.ports import ExtractionRequest, ExtractionResult
 from app.processors import prompts
-from app.processors.extraction.packing import Packer, Unit, chunk_unit, signal_unit
+from app.processors.extraction.packing import Packer, Unit, chunk_unit, request_of, signal_unit
 from app.processors.extraction.text import build_extraction_text, signal_batches
 from app.processors.reading.chunking import chunk_as_configured
 from app.processors.reading.text import estimate_tokens
 
-__all__ = ["fixed_request_tokens", "plan_requests"]
+__all__ = [
+    "RequestEstimate",
+    "estimate_extraction",
+    "fixed_request_tokens",
+    "offline_answers",
+    "plan_requests",
+]
 
 
 def fixed_request_tokens() -> int:
@@ -59,3 +69,68 @@ def plan_requests(
             yield full
     if last := packer.flush():
         yield last
+
+
+@dataclass
+class RequestEstimate:
+    """What the extraction of an export would send and get back, request by request."""
+
+    chunks: int = 0
+    skipped: int = 0  # chunks with none of the user's words: no excerpt
+    requests: int = 0
+    excerpts: int = 0
+    excerpt_tokens: int = 0  # the excerpts' own text
+    input_tokens: int = 0  # whole requests: system prompt, tool, excerpts and their tags
+    facts: int = 0
+    output_tokens: int = 0  # the replies: the record_facts JSON with those facts
+    reserved_output_tokens: int = 0  # Σ max_tokens: what counts against the output limit
+
+
+FactCounter = Callable[[ExtractionRequest], ExtractionResult]
+
+
+def estimate_extraction(
+    conversations: Iterable[Conversation],
+    *,
+    settings: Settings,
+    user_id: str,
+    answer: FactCounter,
+) -> RequestEstimate:
+    """Every request `plan_requests` makes, priced: input by our estimator, output as the JSON
+    reply carrying the facts `answer` finds in it (the offline rules, for `inspect`: a floor, a
+    model finds more; the same rules answer in the Messages-API simulator)."""
+    from app.adapters.anthropic_llm import extraction_max_tokens
+
+    fixed = fixed_request_tokens()
+    counts: dict[str, int] = {}
+    estimate = RequestEstimate()
+    for pack in plan_requests(conversations, settings=settings, user_id=user_id, counts=counts):
+        request = request_of(pack)
+        result = answer(request)
+        estimate.requests += 1
+        estimate.excerpts += len(pack)
+        estimate.excerpt_tokens += sum(
+            estimate_tokens(u.excerpt.text or "".join(s.text for s in u.excerpt.signals))
+            for u in pack
+        )
+        estimate.input_tokens += fixed + estimate_tokens(prompts.extraction_message(request))
+        estimate.facts += sum(len(f or ()) for f in result.facts)
+        reply = json.dumps(prompts.extraction_tool_input(result), ensure_ascii=False)
+        estimate.output_tokens += estimate_tokens(reply)
+        estimate.reserved_output_tokens += extraction_max_tokens(len(pack))
+    estimate.chunks, estimate.skipped = counts["chunks"], counts["skipped"]
+    return estimate
+
+
+@contextmanager
+def offline_answers() -> Iterator[FactCounter]:
+    """`OfflineLLM.extract_facts` callable from synchronous code, one event loop for a whole run."""
+    from app.adapters.offline_llm import OfflineLLM
+
+    llm = OfflineLLM()
+    with asyncio.Runner() as runner:
+
+        def answer(request: ExtractionRequest) -> ExtractionResult:
+            return runner.run(llm.extract_facts(request)).value
+
+        yield answer
