@@ -63,8 +63,9 @@ def our_design_cost(
     figures `inspect` shows, output as the reply JSON carrying the offline rules' facts."""
     name = f"ours, packed to {settings.extraction_request_tokens:,} tokens"
     conversations = iter_conversations(path, settings=settings)
-    with offline_answers() as answer:
-        est = estimate_extraction(conversations, settings=settings, user_id=USER_ID, answer=answer)
+    est = estimate_extraction(
+        conversations, settings=settings, user_id=USER_ID, answer=offline_answers()
+    )
     return DesignCost(
         name=name,
         reply=reply,

@@ -34,7 +34,7 @@ from app.processors.composing.memory import render_memory
 from app.processors.composing.sections import derive_ai_name
 from app.sections import NO_DATA
 
-__all__ = ["OFFLINE_MEMORY_NOTE", "OfflineLLM"]
+__all__ = ["OFFLINE_MEMORY_NOTE", "OfflineLLM", "answer_extraction"]
 
 OFFLINE_MEMORY_NOTE = (
     "_Built by offline rule-based analysis (no language model): the facts are the user's own "
@@ -340,6 +340,18 @@ def _specific(fact: Fact) -> bool:
     return fact.category is not FactCategory.ABOUT_ME
 
 
+def answer_extraction(request: ExtractionRequest) -> ExtractionResult:
+    """The rules, excerpt by excerpt: every excerpt of a packed request is answered. Plain
+    synchronous work, so estimates can call it without an event loop."""
+    found: list[list[Fact] | None] = []
+    for excerpt in request.excerpts:
+        facts = facts_from_signals(excerpt.signals) if excerpt.signals else []
+        if excerpt.text:
+            facts += facts_from_text(user_text(excerpt.text))
+        found.append(facts)
+    return ExtractionResult(tuple(found))
+
+
 class OfflineLLM:
     """Implements `app.ports.LLM` without a network: rules and statistics, labelled as such."""
 
@@ -356,17 +368,10 @@ class OfflineLLM:
         return LLMCall(task=task, model=self.model, usage=usage)
 
     async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
-        """The rules, excerpt by excerpt: every excerpt of a packed request is answered."""
-        found: list[list[Fact] | None] = []
-        prompt = output = ""
-        for excerpt in request.excerpts:
-            facts = facts_from_signals(excerpt.signals) if excerpt.signals else []
-            if excerpt.text:
-                facts += facts_from_text(user_text(excerpt.text))
-            found.append(facts)
-            prompt += excerpt.text + "".join(s.text for s in excerpt.signals)
-            output += "".join(f.text for f in facts)
-        return LLMReply(ExtractionResult(tuple(found)), self._call("extract_facts", prompt, output))
+        result = answer_extraction(request)
+        prompt = "".join(e.text + "".join(s.text for s in e.signals) for e in request.excerpts)
+        output = "".join(f.text for facts in result.facts for f in facts or ())
+        return LLMReply(result, self._call("extract_facts", prompt, output))
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
         """Drop exact duplicates and facts whose words another fact contains; keep the first

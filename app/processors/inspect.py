@@ -60,13 +60,12 @@ def inspect_export(path: Path, *, settings: Settings) -> dict[str, Any]:
     reader = ExportReader(path, settings=settings)
     stats = IngestStats()
     sampler = V2Sampler(settings.v2_sample_size)
-    with offline_answers() as answer:
-        extraction = estimate_extraction(
-            _counted(reader, stats, sampler),
-            settings=settings,
-            user_id=_INSPECT_USER,
-            answer=answer,
-        )
+    extraction = estimate_extraction(
+        _counted(reader, stats, sampler),
+        settings=settings,
+        user_id=_INSPECT_USER,
+        answer=offline_answers(),
+    )
     fact_tokens = min(settings.fact_token_budget, extraction.facts * FACT_TOKENS)
     memory_in = estimate_tokens(prompts.MEMORY_SYSTEM) + fact_tokens + _MEMORY_HEADINGS_TOKENS
     memory_out = fact_tokens + _MEMORY_HEADINGS_TOKENS

@@ -7,10 +7,8 @@ are asked about once; the user's signals go last, in their batches.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 from app.config import Settings
@@ -122,15 +120,8 @@ def estimate_extraction(
     return estimate
 
 
-@contextmanager
-def offline_answers() -> Iterator[FactCounter]:
-    """`OfflineLLM.extract_facts` callable from synchronous code, one event loop for a whole run."""
-    from app.adapters.offline_llm import OfflineLLM
+def offline_answers() -> FactCounter:
+    """The offline rules' answer to a request: what `inspect` assumes a model finds (a floor)."""
+    from app.adapters.offline_llm import answer_extraction
 
-    llm = OfflineLLM()
-    with asyncio.Runner() as runner:
-
-        def answer(request: ExtractionRequest) -> ExtractionResult:
-            return runner.run(llm.extract_facts(request)).value
-
-        yield answer
+    return answer_extraction
