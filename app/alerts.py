@@ -46,6 +46,15 @@ class Alerter:
             job_id=job.id,
         )
 
+    async def job_stuck(self, job: Job, *, step: str, note: str) -> None:
+        """Once per job and step: it still runs, but slower than history says it should."""
+        await self._send(
+            f":turtle: soulprint full pass looks stuck\nuser: {job.user_id}\njob: {job.id}\n"
+            f"step: {step}\n{note}",
+            kind="job_stuck",
+            job_id=job.id,
+        )
+
     async def provider_unavailable(self, outage: Outage) -> None:
         """Once per outage, however many jobs wait on it."""
         await self._send(

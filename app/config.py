@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     # --- jobs -----------------------------------------------------------------------------
     run_worker: bool = True
     max_concurrent_jobs: int = Field(default=1, ge=1, le=16)
+    # Slots on top of those for small imports only (≤ 25 MB, app/queue_order.py): a small
+    # import does not wait behind a big one running in the general slot.
+    small_job_slots: int = Field(default=1, ge=0, le=16)
     lease_seconds: int = Field(default=60, ge=1)
     heartbeat_seconds: float = Field(default=15, gt=0)
     poll_seconds: float = Field(default=2.0, gt=0)

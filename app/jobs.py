@@ -24,84 +24,34 @@ import socket
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import structlog
 
 from app.alerts import Alerter
 from app.breaker import Outage, ProviderBreaker
+from app.cancellation import finish_canceled
 from app.config import Settings
-from app.domain import FullPassStatus, Job, JobStatus
-from app.errors import (
-    AppError,
-    AttemptsExhausted,
-    BadExport,
-    ConfigError,
-    ExportNotFound,
-    JobStalled,
-    LLMFatal,
-    LLMRefused,
-    ProfileNotFound,
-    StoreError,
-    StoreUnavailable,
-)
+from app.domain import FullPassStatus, Job
+from app.errors import AppError, AttemptsExhausted, ConfigError, JobStalled
+from app.events import JobEvents
+from app.fleet import EventKind
+from app.job_endings import JobEndings, failure_message, is_permanent
+from app.job_watch import Held, watch
 from app.metrics import METRICS
 from app.ports import LLM, Store
-from app.processors.context import JobContext, Pipeline, StepFailed
+from app.processors.context import JobContext, NeedsLargeSlot, Pipeline, StepFailed
+from app.step_stats import StepThresholds, load_step_thresholds
 
 __all__ = ["JobRunner", "failure_message", "is_permanent"]
 
 log = structlog.get_logger(__name__)
 
-MAX_ERROR_CHARS = 500
-_PERMANENT = (
-    BadExport,
-    ExportNotFound,
-    ProfileNotFound,
-    LLMFatal,
-    LLMRefused,
-    ConfigError,
-    AttemptsExhausted,
-)
-
-
-def failure_message(step: str | None, error: BaseException) -> str:
-    """`"<step>: <ErrorType>: <message>"`, at most 500 characters (DESIGN §3), for people.
-
-    An error we did not expect (a bug, a library's own exception) is not shown as Python text:
-    its type and traceback go to the logs (`job.unexpected_error`), the person reads what to do.
-    """
-    if isinstance(error, AppError):
-        kind, detail = type(error).__name__, error.message
-    else:
-        kind = "InternalError"
-        detail = (
-            "the service hit an unexpected error in this step (logged with this job's id); "
-            "retry the job, and report it if it fails the same way again"
-        )
-    text = f"{step or 'unknown'}: {kind}: {detail or 'no detail'}"
-    return text if len(text) <= MAX_ERROR_CHARS else text[: MAX_ERROR_CHARS - 1] + "…"
-
-
-def is_permanent(error: BaseException) -> bool:
-    """True when trying the same job again cannot help (bad input, bad key, missing profile)."""
-    if isinstance(error, _PERMANENT):
-        return True
-    return isinstance(error, StoreError) and not isinstance(error, StoreUnavailable)
-
-
-@dataclass
-class _Running:
-    """A job this runner holds, with why its work may be cancelled from outside."""
-
-    job: Job
-    ctx: JobContext
-    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
-    stalled: str | None = None  # the step it stalled in
-
 
 class JobRunner:
+    """Claims jobs into MAX_CONCURRENT_JOBS slots for any job, plus SMALL_JOB_SLOTS kept for
+    small imports (app/queue_order.py), so a 1 GB pass does not hold every small one back."""
+
     def __init__(
         self,
         *,
@@ -120,9 +70,14 @@ class JobRunner:
         self.alerter = alerter
         self.breaker = breaker
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.events = JobEvents(store, self.worker_id)
+        self.endings = JobEndings(
+            store=store, settings=settings, alerter=alerter, events=self.events
+        )
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
-        self._held: dict[str, _Running] = {}
+        self._held: dict[str, Held] = {}
+        self._small: set[str] = set()  # jobs in a small-import slot
         self._loop_task: asyncio.Task[None] | None = None
         self._paused = False
         if breaker is not None:
@@ -132,8 +87,12 @@ class JobRunner:
 
     def start(self) -> None:
         self._loop_task = asyncio.create_task(self._claim_loop(), name="job-runner")
-        slots = self.settings.max_concurrent_jobs
-        log.info("runner.started", worker_id=self.worker_id, slots=slots)
+        log.info(
+            "runner.started",
+            worker_id=self.worker_id,
+            slots=self.settings.max_concurrent_jobs,
+            small_slots=self.settings.small_job_slots,
+        )
 
     async def stop(self, *, grace: float | None = None) -> None:
         """Stop claiming; give running jobs the grace period (SHUTDOWN_GRACE_SECONDS unless
@@ -161,75 +120,139 @@ class JobRunner:
             log.info("runner.claiming_paused" if down else "runner.claiming_resumed")
         return down
 
+    def _free_slot(self) -> str | None:
+        """ "any", "small" (only a small import may take it), or None."""
+        general = len(self._held) - len(self._small)
+        if general < self.settings.max_concurrent_jobs:
+            return "any"
+        if len(self._small) < self.settings.small_job_slots:
+            return "small"
+        return None
+
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
             claimed = False
-            if not self._provider_down() and len(self._running) < self.settings.max_concurrent_jobs:
-                claimed = await self._claim_one()
+            slot = None if self._provider_down() else self._free_slot()
+            if slot is not None:
+                claimed = await self._claim_one(small=slot == "small")
             if not claimed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.settings.poll_seconds)
 
-    async def _claim_one(self) -> bool:
+    async def _claim_one(self, *, small: bool) -> bool:
         try:
             job = await self.store.claim_job(
-                worker_id=self.worker_id, lease_seconds=self.settings.lease_seconds
+                worker_id=self.worker_id,
+                lease_seconds=self.settings.lease_seconds,
+                small_only=small,
             )
         except AppError as exc:
             log.warning("runner.claim_failed", error_type=type(exc).__name__, error=exc.message)
             return False
         if job is None:
             return False
-        task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
+        if small:
+            self._small.add(job.id)
+        ctx = JobContext(
+            job=job,
+            store=self.store,
+            llm=self.llm,
+            settings=self.settings,
+            alerter=self.alerter,
+            events=self.events,
+            small_slot=small,
+        )
+        self._held[job.id] = Held(job, ctx)
+        task = asyncio.create_task(self._run(self._held[job.id]), name=f"job-{job.id}")
         self._running.add(task)
         task.add_done_callback(self._running.discard)
         return True
 
     # --- one job ---------------------------------------------------------------------------
 
-    async def _run(self, job: Job) -> None:
+    async def _run(self, held: Held) -> None:
+        job, ctx = held.job, held.ctx
         with structlog.contextvars.bound_contextvars(job_id=job.id, user_id=job.user_id):
-            log.info("job.claimed", attempt=job.attempts, max_attempts=job.max_attempts)
-            started = time.monotonic()
-            ctx = JobContext(
-                job=job,
-                store=self.store,
-                llm=self.llm,
-                settings=self.settings,
-                alerter=self.alerter,
+            waited = METRICS.observe_queue_wait(job)
+            log.info(
+                "job.claimed",
+                attempt=job.attempts,
+                max_attempts=job.max_attempts,
+                small_slot=ctx.small_slot,
+                waited_s=round(waited, 1),
             )
-            held = self._held[job.id] = _Running(job, ctx)
-            work = asyncio.create_task(self._work(job, ctx))
-            heartbeat = asyncio.create_task(self._heartbeat(held, work))
+            await self.events.record(
+                job, EventKind.CLAIMED, small_slot=ctx.small_slot, waited_s=round(waited, 1)
+            )
+            started = time.monotonic()
             outcome = "released"
             METRICS.jobs_in_flight.inc()
+            heartbeat: asyncio.Task[None] | None = None
             try:
-                await work
-            except asyncio.CancelledError:
-                if held.lease_lost.is_set():
-                    # Another worker took the job over (our lease expired): hands off.
-                    outcome = "lease_lost"
-                    log.warning("job.lease_lost")
+                if job.cancel_requested_at is not None:
+                    await finish_canceled(self.store, self.events, job, step=None)
+                    outcome = "canceled"
                     return
-                if held.stalled is not None and not self._stopping.is_set():
-                    outcome = await self._fail(job, ctx, self._stall_error(held.stalled))
-                    return
-                work.cancel()
-                await self._release(job)
-                raise
-            except Exception as exc:
-                outcome = await self._fail(job, ctx, exc)
-            else:
-                await self._finish(job, JobStatus.COMPLETE)
-                outcome = "complete"
+                held.thresholds = await self._thresholds()
+                work = asyncio.create_task(self._work(job, ctx))
+                heartbeat = asyncio.create_task(
+                    watch(
+                        held,
+                        work,
+                        store=self.store,
+                        settings=self.settings,
+                        worker_id=self.worker_id,
+                        events=self.events,
+                        alerter=self.alerter,
+                        provider_down=self._provider_down,
+                    )
+                )
+                outcome = await self._outcome(held, work)
             finally:
                 self._held.pop(job.id, None)
-                heartbeat.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await heartbeat
+                self._small.discard(job.id)
+                if heartbeat is not None:
+                    heartbeat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await heartbeat
                 METRICS.jobs_in_flight.dec()
                 METRICS.jobs_finished.labels(outcome=outcome).inc()
-                await self._summarise(job.id, outcome, ctx, time.monotonic() - started)
+                await self.endings.summarise(job.id, outcome, ctx, time.monotonic() - started)
+
+    async def _outcome(self, held: Held, work: asyncio.Task[None]) -> str:
+        job, ctx = held.job, held.ctx
+        try:
+            await work
+        except asyncio.CancelledError:
+            if held.lease_lost.is_set():
+                # Another worker took the job over (our lease expired): hands off.
+                log.warning("job.lease_lost")
+                return "lease_lost"
+            if self._stopping.is_set():
+                work.cancel()
+                await self.endings.release(job)
+                raise
+            if held.canceled:
+                return await self.endings.cancel(job, ctx)
+            if held.stalled is not None:
+                return await self.endings.fail(job, ctx, self._stall_error(held.stalled))
+            raise
+        except NeedsLargeSlot as moved:
+            note = (
+                f"waiting for a slot for large imports: the export is {moved.megabytes:,.0f} MB "
+                "(small-import slots take it no further than its download)"
+            )
+            return await self.endings.release(job, note=note, reason="needs a large slot")
+        except Exception as exc:
+            return await self.endings.fail(job, ctx, exc)
+        return await self.endings.complete(job)
+
+    async def _thresholds(self) -> StepThresholds | None:
+        try:
+            return await load_step_thresholds(self.store, self.settings)
+        except AppError as exc:  # stuck detection is a help, never a reason to stop
+            log.warning("runner.thresholds_unavailable", error=exc.message)
+            return None
 
     def _stall_error(self, step: str) -> StepFailed:
         minutes = self.settings.job_stall_seconds / 60
@@ -240,33 +263,6 @@ class JobRunner:
                 "this attempt was stopped and the job will be retried"
             ),
         )
-
-    async def _summarise(self, job_id: str, outcome: str, ctx: JobContext, seconds: float) -> None:
-        """The job's canonical line: one event that tells its whole story, from its row."""
-        try:
-            row = await self.store.get_job(job_id)
-        except AppError:
-            row = None
-        fields: dict[str, object] = {
-            "outcome": outcome,
-            "duration_ms": int(seconds * 1000),
-            "last_step": ctx.current_step,
-            "durations_ms": ctx.durations_ms,
-        }
-        if row is not None:
-            fields |= {
-                "status": row.status.value,
-                "attempt": row.attempts,
-                "conversations": row.conversation_count,
-                "messages": row.message_count,
-                "chunks": row.chunk_count,
-                "llm_provider": row.llm_provider,
-                "input_tokens": row.input_tokens,
-                "output_tokens": row.output_tokens,
-                "cost_usd": row.cost_usd,
-                "error": row.error_message,
-            }
-        log.info("job.finished", **fields)
 
     async def _work(self, job: Job, ctx: JobContext) -> None:
         if job.attempts > job.max_attempts:
@@ -298,128 +294,13 @@ class JobRunner:
         )
         await pipeline(job, ctx)
 
-    async def _heartbeat(self, held: _Running, work: asyncio.Task[None]) -> None:
-        """Renew the lease on its own clock, however long a step or an LLM call takes; and watch
-        for a stall (no progress for JOB_STALL_SECONDS while the provider is answering)."""
-        interval = self.settings.heartbeat_seconds
-        ctx = held.ctx
-        while not work.done():
-            await asyncio.sleep(interval)
-            if self._provider_down():
-                ctx.pulse()  # waiting for the provider is not standing still
-            elif ctx.idle_seconds() > self.settings.job_stall_seconds:
-                held.stalled = ctx.current_step or "download_conversations"
-                log.error("job.stalled", step=held.stalled, idle_s=round(ctx.idle_seconds()))
-                work.cancel()
-                return
-            try:
-                renewed = await self.store.renew_lease(
-                    job_id=held.job.id,
-                    worker_id=self.worker_id,
-                    lease_seconds=self.settings.lease_seconds,
-                )
-            except AppError as exc:
-                log.warning("job.heartbeat_failed", error_type=type(exc).__name__)
-                continue
-            if not renewed:
-                held.lease_lost.set()
-                work.cancel()
-                return
-
     async def _on_provider_change(self, outage: Outage | None) -> None:
-        """Once per outage: the alert, and a note on every job this runner holds."""
+        """Once per outage: the alert; and on every job this runner holds, a note and an event."""
         if outage is not None:
             await self.alerter.provider_unavailable(outage)
+        kind = EventKind.WAITING if outage is not None else EventKind.RESUMED
         for held in list(self._held.values()):
             held.ctx.pulse()
             await held.ctx.set_note(outage.note() if outage is not None else None)
-
-    # --- endings ---------------------------------------------------------------------------
-
-    async def _finish(
-        self,
-        job: Job,
-        status: JobStatus,
-        *,
-        error_message: str | None = None,
-        run_after: datetime | None = None,
-        count_attempt: bool = True,
-    ) -> bool:
-        try:
-            return await self.store.finish_job(
-                job_id=job.id,
-                worker_id=self.worker_id,
-                status=status,
-                error_message=error_message,
-                run_after=run_after,
-                count_attempt=count_attempt,
-            )
-        except AppError as exc:
-            log.error("job.finish_failed", status=status.value, error=exc.message)
-            return False
-
-    async def _note(self, job: Job, fields: dict[str, object]) -> None:
-        try:
-            await self.store.update_job(job.id, fields)
-        except AppError as exc:
-            log.warning("job.note_write_failed", error_type=type(exc).__name__)
-
-    async def _release(self, job: Job) -> None:
-        note = "released at shutdown (a deploy or a restart); it resumes where it was"
-        await self._note(job, {"current_step": None, "note": note})
-        released = await self._finish(job, JobStatus.QUEUED, count_attempt=False)
-        log.info("job.released", released=released)
-
-    async def _fail(self, job: Job, ctx: JobContext, exc: Exception) -> str:
-        """Retry later or fail for good; returns which ("retry" or "failed")."""
-        step: str | None
-        error: BaseException
-        if isinstance(exc, StepFailed):
-            step, error = exc.step, exc.error
-        else:
-            step, error = ctx.current_step, exc
-        message = failure_message(step, error)
-        final = is_permanent(error) or job.attempts >= job.max_attempts
-        if not isinstance(error, AppError):
-            log.error(
-                "job.unexpected_error", step=step, error_type=type(error).__name__, exc_info=error
-            )
-        if not final:
-            backoff = self.settings.retry_backoff_seconds * 2 ** max(0, job.attempts - 1)
-            run_after = datetime.now(UTC) + timedelta(seconds=backoff)
-            note = (
-                f"queued to retry (attempt {job.attempts + 1} of {job.max_attempts}) at "
-                f"{run_after:%H:%M:%S} UTC, after {step or 'a step'} failed"
-            )
-            await self._note(job, {"current_step": None, "progress": 0, "note": note})
-            await self._finish(job, JobStatus.QUEUED, error_message=message, run_after=run_after)
-            log.warning("job.retry_scheduled", step=step, error=message, backoff_seconds=backoff)
-            return "retry"
-        # The error and current_step name the same step (the steps overlap: the row's step
-        # may have moved on to a later one while an earlier one failed).
-        await self._note(job, {"current_step": step, "note": None})
-        await self._roll_back_chunks(job, ctx)
-        try:
-            await self.store.update_profile(
-                job.user_id,
-                {"full_pass_status": FullPassStatus.FAILED.value, "full_pass_error": message},
-            )
-        except AppError as profile_error:
-            log.error("job.status_write_failed", error=profile_error.message)
-        await self._finish(job, JobStatus.FAILED, error_message=message)
-        log.error("job.failed", step=step, error=message, attempts=job.attempts)
-        await self.alerter.job_failed(job, step=step, error=message)
-        return "failed"
-
-    async def _roll_back_chunks(self, job: Job, ctx: JobContext) -> None:
-        """A pass that fails for good leaves the user's chunks as the last complete import
-        left them: the rows it wrote but never committed go, the ones it re-tagged go back."""
-        if ctx.checkpoints.get("chunks") == "committed":
-            return
-        try:
-            removed, restored = await self.store.rollback_chunks(user_id=job.user_id, job_id=job.id)
-        except AppError as exc:
-            log.error("job.chunk_rollback_failed", error=exc.message)
-            return
-        if removed or restored:
-            log.info("job.chunks_rolled_back", removed=removed, restored=restored)
+            detail = {"reason": outage.reason} if outage is not None else {}
+            await self.events.record(held.job, kind, step=held.ctx.current_step, **detail)

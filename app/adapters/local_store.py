@@ -264,12 +264,18 @@ class LocalStore(LocalOperatorStore):
             # The fair order of app/queue_order.py: run_after + a size penalty, then the oldest.
             row = conn.execute(
                 "SELECT id FROM processing_jobs WHERE ((status = 'queued' AND run_after <= :now)"
-                " OR (status = 'running' AND lease_expires_at < :now))"
+                " OR (status = 'running' AND lease_expires_at < :now"
+                " AND lease_owner IS NOT :owner))"
                 " AND (NOT :small_only OR job_estimated_bytes(export_bytes, message_count,"
                 " conversation_count) <= :small_bytes)"
                 " ORDER BY julianday(run_after) * 86400.0 + job_claim_penalty_seconds("
                 "export_bytes, message_count, conversation_count), created_at, id LIMIT 1",
-                {"now": _ts(now), "small_only": small_only, "small_bytes": SMALL_JOB_BYTES},
+                {
+                    "now": _ts(now),
+                    "small_only": small_only,
+                    "small_bytes": SMALL_JOB_BYTES,
+                    "owner": worker_id,
+                },
             ).fetchone()
             if row is None:
                 return None

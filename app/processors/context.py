@@ -21,11 +21,16 @@ import structlog
 from app.alerts import Alerter
 from app.config import Settings
 from app.domain import PIPELINE_VERSION, STEPS, Job
+from app.errors import AppError
+from app.events import JobEvents
+from app.fleet import EventKind
 from app.metrics import METRICS
 from app.ports import LLM, Store
 from app.processors.ledger import CostLedger
+from app.queue_order import MB
+from app.step_stats import UNIT_OF_STEP, work_units
 
-__all__ = ["JobContext", "Pipeline", "StepFailed"]
+__all__ = ["JobContext", "NeedsLargeSlot", "Pipeline", "StepFailed"]
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +60,15 @@ class StepFailed(Exception):
         self.error = error
 
 
+class NeedsLargeSlot(Exception):
+    """A job claimed into a small-import slot whose download measured a large export: the
+    runner puts it back in the queue (no attempt counted) for a slot that takes any size."""
+
+    def __init__(self, size_bytes: int) -> None:
+        super().__init__(f"export of {size_bytes} bytes")
+        self.megabytes = size_bytes / MB
+
+
 @dataclass
 class JobContext:
     job: Job
@@ -63,6 +77,10 @@ class JobContext:
     settings: Settings
     # Alerts people must act on that do not fail the job (v2 skipped for no credit).
     alerter: Alerter | None = None
+    # The audit trail (app/events.py): step started / completed / failed, as they happen.
+    events: JobEvents | None = None
+    # Claimed in a slot kept for small imports: a big export found at download goes back.
+    small_slot: bool = False
     # Set by the pipeline: what its LLM calls cost, reported with every step.
     ledger: CostLedger | None = None
     durations_ms: dict[str, int] = field(default_factory=dict)
@@ -73,6 +91,10 @@ class JobContext:
     checkpoints: dict[str, Any] = field(default_factory=dict)
     _clock: Callable[[], float] = time.monotonic
     last_progress: float = field(default_factory=time.monotonic)
+    # When the latest step began, and how long it waited for the provider since: stuck
+    # detection measures a step's own time.
+    step_started_at: float = field(default_factory=time.monotonic)
+    step_waited_s: float = 0.0
     # Steps overlap (parse, save and extract run together); their job-row writes must still land
     # in the order the steps began, or `current_step` could say save_chunks all through
     # extraction. asyncio.Lock is first-come first-served.
@@ -103,10 +125,13 @@ class JobContext:
             raise ValueError(f"unknown step {name!r}")
         self.current_step = name
         self.pulse()
-        started = self._clock()
+        started = self.step_started_at = self._clock()
+        self.step_waited_s = 0.0
         with structlog.contextvars.bound_contextvars(step=name):
             log.info("step.started", **fields)
             await self.record({"current_step": name, "progress": _STEP_PROGRESS[name]})
+            if self.events is not None:
+                await self.events.record(self.job, EventKind.STEP_STARTED, step=name)
             try:
                 yield
             except StepFailed:
@@ -114,6 +139,15 @@ class JobContext:
             except Exception as exc:
                 duration = int((self._clock() - started) * 1000)
                 log.warning("step.failed", error_type=type(exc).__name__, duration_ms=duration)
+                if self.events is not None:
+                    await self.events.record(
+                        self.job,
+                        EventKind.STEP_FAILED,
+                        step=name,
+                        error_type=type(exc).__name__,
+                        error=exc.message if isinstance(exc, AppError) else None,
+                        duration_ms=duration,
+                    )
                 raise StepFailed(name, exc) from exc
             self.pulse()
             elapsed = self._clock() - started
@@ -121,6 +155,14 @@ class JobContext:
             duration = int(elapsed * 1000)
             self.durations_ms[name] = self.durations_ms.get(name, 0) + duration
             log.info("step.completed", duration_ms=duration, **self.counts.get(name, {}))
+            if self.events is not None:
+                await self.events.step_completed(
+                    self.job,
+                    name,
+                    duration_ms=duration,
+                    counts=self.counts.get(name),
+                    units=self.units(name),
+                )
             await self.record_stats()
 
     async def record_stats(self) -> None:
@@ -152,6 +194,22 @@ class JobContext:
             await self.record(fields)
         except Exception as exc:
             log.warning("job.stats_write_failed", error_type=type(exc).__name__)
+
+    def units(self, step: str) -> float:
+        """The work `step` has on this job, in its unit (app/step_stats.py): megabytes for the
+        download, chunks for the ingest steps once parsing counted them, else one."""
+        unit = UNIT_OF_STEP.get(step, "job")
+        if unit == "mb":
+            size = self.counts.get("download_conversations", {}).get("bytes")
+            return max(1.0, size / MB) if size else work_units(step, self.job)
+        if unit == "chunk":
+            chunks = self.counts.get("chunk_conversations", {}).get("chunks")
+            return max(1.0, float(chunks)) if chunks else work_units(step, self.job)
+        return 1.0
+
+    def step_seconds(self) -> float:
+        """How long the latest step has run on its own (time waiting for the provider out)."""
+        return self._clock() - self.step_started_at - self.step_waited_s
 
     def count(self, step: str, **values: Any) -> None:
         """Counts reported on the step's completion line and kept for the job's stats."""

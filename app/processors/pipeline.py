@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from app.domain import PIPELINE_VERSION, SECTION_NAMES, FullPassStatus, Job, JobStatus
 from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMUnavailable
+from app.forgetting import job_temp_prefix
 from app.pricing import price_for_llm
 from app.processors.composing.consolidation import ConsolidatedFact
 from app.processors.composing.memory import MemoryOutcome, generate_memory
@@ -36,9 +37,10 @@ from app.processors.composing.sections import (
     render_soulprint_text,
     section_columns,
 )
-from app.processors.context import JobContext, Pipeline, StepFailed
+from app.processors.context import JobContext, NeedsLargeSlot, Pipeline, StepFailed
 from app.processors.ingest_flow import IngestResult, ingest_and_extract
 from app.processors.ledger import CostLedger
+from app.queue_order import SMALL_JOB_BYTES
 from app.sections import SectionSet
 
 __all__ = ["PIPELINES", "facts_digest", "held_sections", "run_full_pass"]
@@ -132,13 +134,15 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
     ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model)
     await store.update_job(job.id, {"llm_provider": llm.provider})
     try:
-        with tempfile.TemporaryDirectory(prefix="soulprint-") as tmp:
+        with tempfile.TemporaryDirectory(prefix=job_temp_prefix(job.id)) as tmp:
             export = Path(tmp) / "export"
             async with ctx.step("download_conversations"):
                 size = await store.download_export(job.storage_path, export)
                 digest = await asyncio.to_thread(_sha256, export)
-                await store.update_job(job.id, {"export_sha256": digest})
+                await store.update_job(job.id, {"export_sha256": digest, "export_bytes": size})
                 ctx.count("download_conversations", bytes=size)
+            if ctx.small_slot and size > SMALL_JOB_BYTES:
+                raise NeedsLargeSlot(size)
             if previous := await _unchanged(ctx, digest):
                 # Re-sent, not re-exported: the profile already holds this export's portrait.
                 async with ctx.step("complete"):

@@ -199,7 +199,10 @@ BEGIN
     END IF;
     SELECT j.id INTO v_id FROM public.processing_jobs j
     WHERE ((j.status = 'queued' AND j.run_after <= now())
-        OR (j.status = 'running' AND j.lease_expires_at < now()))
+        OR (j.status = 'running' AND j.lease_expires_at < now()
+            -- A worker never takes over its own job: it still runs it, its lease only lapsed
+            -- (the store was out of reach for a heartbeat or two).
+            AND j.lease_owner IS DISTINCT FROM p_worker_id))
       AND (NOT coalesce(p_small_only, false)
            OR public.job_estimated_bytes(j.export_bytes, j.message_count, j.conversation_count)
               <= 26214400)

@@ -145,6 +145,22 @@ async def test_an_expired_lease_is_reclaimed_and_the_old_owner_loses_it(
     assert (current.status, current.lease_owner) == (JobStatus.RUNNING, "new")
 
 
+async def test_a_worker_never_takes_over_its_own_lapsed_job(harness: StoreHarness) -> None:
+    """Its lease lapsed while the store was out of reach, but the worker still runs the job: a
+    second slot of the same worker must not start it again (another worker may take it)."""
+    store = harness.store
+    job, _ = await store.enqueue_job(_new(_user()))
+    held = await store.claim_job(worker_id="w1", lease_seconds=0)
+    assert held is not None
+    await asyncio.sleep(0.01)
+    assert await store.claim_job(worker_id="w1", lease_seconds=60) is None
+    assert await store.claim_job(worker_id="w1", lease_seconds=60, small_only=True) is None
+    assert await store.renew_lease(job_id=job.id, worker_id="w1", lease_seconds=60)
+    current = await store.get_job(job.id)
+    assert current is not None
+    assert (current.lease_owner, current.attempts) == ("w1", 1)
+
+
 async def test_release_and_requeue_with_and_without_counting(harness: StoreHarness) -> None:
     store = harness.store
     job, _ = await store.enqueue_job(_new(_user()))
