@@ -129,7 +129,7 @@ async def _unchanged(ctx: JobContext, digest: str) -> Job | None:
 async def run_full_pass(job: Job, ctx: JobContext) -> None:
     store, llm, settings = ctx.store, ctx.llm, ctx.settings
     price = price_for_llm(settings, provider=llm.provider, model=llm.model)
-    ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model)
+    ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model, mode=settings.llm_mode)
     await store.update_job(job.id, {"llm_provider": llm.provider})
     try:
         with tempfile.TemporaryDirectory(prefix="soulprint-") as tmp:
