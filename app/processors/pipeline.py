@@ -31,6 +31,7 @@ from app.pricing import price_for_llm
 from app.processors.composing.consolidation import ConsolidatedFact
 from app.processors.composing.memory import MemoryOutcome, generate_memory
 from app.processors.composing.reduce import reduce_facts
+from app.processors.composing.reduce_batches import reduce_asker
 from app.processors.composing.sections import (
     regenerate_sections,
     render_soulprint_text,
@@ -197,7 +198,11 @@ async def _memory(
 
     async with ctx.step("hierarchical_reduce"):
         reduced = await reduce_facts(
-            facts, llm=ctx.llm, token_budget=ctx.settings.fact_token_budget, ledger=ledger
+            facts,
+            llm=ctx.llm,
+            token_budget=ctx.settings.fact_token_budget,
+            ledger=ledger,
+            ask=reduce_asker(ctx, ledger),  # cached; a Message Batch a level in batch mode
         )
         ctx.count(
             "hierarchical_reduce", facts=len(reduced.facts), levels=reduced.levels, cut=reduced.cut

@@ -23,7 +23,7 @@ from app.batch_port import BatchRequest, BatchResult, LLMBatch
 from app.domain import Fact
 from app.errors import LLMBatchNotFound, LLMRefused, LLMUnavailable
 from app.ports import ExtractionResult, Store
-from app.processors.extraction.batch_jobs import JobBatches, Lost, Submission
+from app.processors.batch_jobs import JobBatches, Lost, Submission
 from app.processors.extraction.packing import Packer, Unit, request_of
 from app.processors.extraction.scheduling import failure_kind
 from app.processors.ledger import CostLedger

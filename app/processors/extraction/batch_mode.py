@@ -30,9 +30,9 @@ import structlog
 
 from app.batch_port import MessageBatches
 from app.domain import Chunk, UserSignal
+from app.processors.batch_jobs import JobBatches
 from app.processors.context import JobContext
 from app.processors.extraction.batch_extract import BatchCounts, BatchExtraction
-from app.processors.extraction.batch_jobs import JobBatches
 from app.processors.extraction.packing import Unit, chunk_unit, signal_unit
 from app.processors.extraction.stage import ExtractionOutcome, FactSink, extract_facts
 from app.processors.extraction.text import build_extraction_text, extractor_version, signal_batches
