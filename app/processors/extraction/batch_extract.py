@@ -179,6 +179,7 @@ class BatchExtraction:
                 if len(entries) >= _WRITE:
                     await self._cache(entries)
                     entries = {}
+                    self.batches.pulse()
         except LLMBatchNotFound:
             self.counts.lost_batches += 1
             for custom_id, keys in (await self.batches.keys_of(batch)).items():
