@@ -33,6 +33,7 @@ from app.ports import (
     ExtractionResult,
     LLMReply,
     MemoryRequest,
+    MessageBatches,
     ReduceRequest,
     SectionsRequest,
 )
@@ -234,6 +235,13 @@ class GuardedLLM:
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
         return await self._guarded(lambda: self.inner.write_sections(request))
+
+    def batches(self) -> MessageBatches | None:
+        """The provider's Message Batches API behind the same breaker (app/batch_guard.py)."""
+        from app.batch_guard import GuardedBatches
+
+        inner = self.inner.batches()
+        return None if inner is None else GuardedBatches(inner, self.breaker)
 
     async def probe(self) -> None:
         await self.inner.probe()

@@ -59,6 +59,15 @@ class Settings(BaseSettings):
     # extraction and reduce through the Message Batches API — half price, no per-minute limits,
     # results within 24 h (docs/OPERATIONS.md: when to choose which).
     llm_mode: Literal["realtime", "batch"] = "realtime"
+    # --- batch mode (LLM_MODE=batch) -----------------------------------------------------
+    # Requests per Message Batch: a batch is submitted as soon as it holds this many, so what
+    # waits in memory is bounded (~20 KB a request: 1,000 ≈ 20 MB). The API takes 100,000.
+    batch_max_requests: int = Field(default=1_000, ge=1, le=100_000)
+    # How often a batch in progress is polled (the job's note and pulse move with each poll).
+    batch_poll_seconds: float = Field(default=30.0, gt=0)
+    # Errored, expired or canceled requests are submitted again this many times, then their
+    # chunks fail for that recorded reason.
+    batch_max_resubmits: int = Field(default=2, ge=0, le=10)
     # Price overrides in USD per million tokens; unset means the built-in table for the model.
     llm_price_input_per_mtok: float | None = None
     llm_price_output_per_mtok: float | None = None

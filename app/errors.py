@@ -14,6 +14,7 @@ __all__ = [
     "JobNotFound",
     "JobStalled",
     "LLMBadOutput",
+    "LLMBatchNotFound",
     "LLMError",
     "LLMFatal",
     "LLMRefused",
@@ -188,3 +189,10 @@ class LLMRefused(LLMError):
     """The model declined (stop_reason=refusal); retrying the same input is pointless."""
 
     code = "llm_refused"
+
+
+class LLMBatchNotFound(LLMError):
+    """The provider has no such Message Batch (deleted, past its 29 days, or made by a process
+    whose in-memory batches are gone): its requests are submitted again."""
+
+    code = "llm_batch_not_found"

@@ -21,10 +21,11 @@ from app.ports import (
     ExtractionResult,
     LLMReply,
     MemoryRequest,
+    MessageBatches,
     ReduceRequest,
     SectionsRequest,
 )
-from app.pricing import ModelPrice, cost_usd
+from app.pricing import ModelPrice, call_cost_usd
 from app.queue_order import size_class
 
 __all__ = ["METRICS", "REGISTRY", "MeteredLLM", "Metrics"]
@@ -189,6 +190,14 @@ class MeteredLLM:
     async def probe(self) -> None:
         await self.inner.probe()
 
+    def batches(self) -> MessageBatches | None:
+        from app.batch_guard import MeteredBatches
+
+        inner = self.inner.batches()
+        if inner is None:
+            return None
+        return MeteredBatches(inner, price=self._price, metrics=self._metrics)
+
     async def _measure(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
         metrics = self._metrics
         metrics.llm_in_flight.inc()
@@ -207,7 +216,7 @@ class MeteredLLM:
         metrics.llm_tokens.labels(kind="output").inc(usage.output_tokens)
         metrics.llm_tokens.labels(kind="cache_write").inc(usage.cache_creation_input_tokens)
         metrics.llm_tokens.labels(kind="cache_read").inc(usage.cache_read_input_tokens)
-        metrics.llm_usd.inc(cost_usd(usage, self._price))
+        metrics.llm_usd.inc(call_cost_usd(reply.call, self._price))
         metrics.llm_retries.inc(reply.call.retries)
         return reply
 

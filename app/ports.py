@@ -13,12 +13,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from app.batch_port import BatchStore, MessageBatches
 from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSignal
 from app.operator_port import OperatorStore
 
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
     "LLM",
+    "BatchStore",
     "Excerpt",
     "ExportSource",
     "ExtractionRequest",
@@ -29,6 +31,7 @@ __all__ = [
     "LLMReply",
     "LLMUsage",
     "MemoryRequest",
+    "MessageBatches",
     "OperatorStore",
     "ReduceRequest",
     "SectionsRequest",
@@ -66,7 +69,7 @@ class ExportSource(Protocol):
         ...
 
 
-class Store(ExportSource, OperatorStore, Protocol):
+class Store(ExportSource, OperatorStore, BatchStore, Protocol):
     async def ping(self) -> None:
         """Raise `StoreUnavailable` if the store cannot be reached."""
         ...
@@ -243,6 +246,7 @@ class LLMCall:
     request_id: str | None = None
     retries: int = 0
     duration_ms: int = 0
+    batch: bool = False  # answered through a Message Batch: billed at BATCH_DISCOUNT
 
 
 @dataclass(frozen=True, slots=True)
@@ -329,6 +333,10 @@ class LLM(Protocol):
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
         """The five sections as raw JSON (validated by the stage)."""
+        ...
+
+    def batches(self) -> MessageBatches | None:
+        """The provider's Message Batches API (`LLM_MODE=batch`), None when it has none."""
         ...
 
     async def probe(self) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from app.config import Settings
-from app.ports import LLMUsage
+from app.ports import LLMCall, LLMUsage
 
 __all__ = [
     "BATCH_DISCOUNT",
     "OFFLINE_PRICE",
     "ModelPrice",
+    "call_cost_usd",
     "cost_usd",
     "price_for",
     "price_for_llm",
@@ -57,6 +58,11 @@ def cost_usd(usage: LLMUsage, price: ModelPrice) -> float:
         + usage.cache_creation_input_tokens * price.cache_write
         + usage.cache_read_input_tokens * price.cache_read
     ) / 1_000_000
+
+
+def call_cost_usd(call: LLMCall, price: ModelPrice) -> float:
+    """What one call cost: at half price when it was answered through a Message Batch."""
+    return cost_usd(call.usage, price) * (BATCH_DISCOUNT if call.batch else 1.0)
 
 
 def price_for_llm(settings: Settings, *, provider: str, model: str) -> ModelPrice:

@@ -33,7 +33,10 @@ def _conn(dsn: str) -> Conn:
 @pytest.fixture
 def db(dsn: str) -> Iterator[Conn]:
     with _conn(dsn) as conn:
-        conn.execute("TRUNCATE processing_jobs, conversation_chunks, fact_extraction_cache")
+        conn.execute(
+            "TRUNCATE processing_jobs, conversation_chunks, fact_extraction_cache, llm_batches,"
+            " llm_batch_requests"
+        )
         yield conn
 
 

@@ -14,17 +14,29 @@ from typing import Any, TypeVar
 import anthropic
 import structlog
 from anthropic.types import Message
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from app.adapters.anthropic_messages import (
+    MAX_TOKENS,
+    call_of,
+    check_stop,
+    extraction_max_tokens,
+    extraction_params,
+    read_extraction,
+    read_reduce,
+    read_tool,
+    reduce_params,
+    tool_params,
+)
 from app.config import Settings
-from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRefused, LLMUnavailable
+from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMUnavailable
 from app.ports import (
     ExtractionRequest,
     ExtractionResult,
     LLMCall,
     LLMReply,
-    LLMUsage,
     MemoryRequest,
+    MessageBatches,
     ReduceRequest,
     SectionsRequest,
 )
@@ -36,34 +48,10 @@ __all__ = ["MAX_TOKENS", "AnthropicLLM", "extraction_max_tokens", "translate_err
 _M = TypeVar("_M", bound=BaseModel)
 _log = structlog.get_logger(__name__)
 
-# Output tokens are reserved from max_tokens against the per-minute output limit when a request
-# starts (FACTS.md), so each task asks for what its reply can need, not more. See docs/LLM.md.
-MAX_TOKENS: dict[str, int] = {
-    "write_memory": 8_192,  # one call per job over ≤ FACT_TOKEN_BUDGET of facts
-    "write_sections": 4_096,  # five sections, ~30 short fields
-}
-# A packed extraction reply: the list's framing plus, per excerpt, its id and a few facts
-# (~45 tokens of JSON each). A reply cut at the limit is split and asked again in halves.
-_EXTRACT_BASE_TOKENS = 320
-_EXTRACT_TOKENS_PER_EXCERPT = 200
-_EXTRACT_MAX_TOKENS = 8_192
-_REDUCE_BASE_TOKENS = 256
-_REDUCE_TOKENS_PER_FACT = 64
-_REDUCE_MAX_TOKENS = 16_384
-
 _BILLING_HINTS = ("credit balance", "billing", "spend limit", "purchase credits")
 _SPEND_LIMIT_CODES = frozenset(
     {"contract_spend_limit_reached", "enforced_spend_limit_reached", "organization_on_hold"}
 )
-
-
-def extraction_max_tokens(excerpts: int) -> int:
-    """`max_tokens` for a packed extraction request of `excerpts` excerpts."""
-    return min(_EXTRACT_MAX_TOKENS, _EXTRACT_BASE_TOKENS + _EXTRACT_TOKENS_PER_EXCERPT * excerpts)
-
-
-def _reduce_max_tokens(target_count: int) -> int:
-    return min(_REDUCE_MAX_TOKENS, _REDUCE_BASE_TOKENS + _REDUCE_TOKENS_PER_FACT * target_count)
 
 
 def _retry_after(exc: anthropic.APIStatusError) -> float | None:
@@ -199,30 +187,21 @@ class AnthropicLLM:
         except anthropic.AnthropicError as exc:
             raise translate_error(exc, model=self._model) from exc
 
+    def batches(self) -> MessageBatches:
+        """The Message Batches API on the same client (app/adapters/anthropic_batches.py)."""
+        from app.adapters.anthropic_batches import AnthropicBatches
+
+        return AnthropicBatches(self._client, model=self._model)
+
     # --- the four tasks -----------------------------------------------------------------------
 
     async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
-        parsed, call = await self._tool_call(
-            task="extract_facts",
-            system=prompts.EXTRACT_SYSTEM,
-            user=prompts.extraction_message(request),
-            max_tokens=extraction_max_tokens(len(request.excerpts)),
-            reply_model=prompts.ExtractedFacts,
-        )
-        result = prompts.parse_extraction_reply(parsed, excerpts=len(request.excerpts))
-        if result.unknown:
-            _log.warning("llm.reply_unknown_excerpts", unknown=result.unknown)
-        return LLMReply(value=result, call=call)
+        message, call = await self._send(task="extract_facts", params=extraction_params(request))
+        return LLMReply(value=read_extraction(message, call, request), call=call)
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
-        parsed, call = await self._tool_call(
-            task="reduce_facts",
-            system=prompts.REDUCE_SYSTEM,
-            user=prompts.reduce_message(request),
-            max_tokens=_reduce_max_tokens(request.target_count),
-            reply_model=prompts.ReducedFacts,
-        )
-        return LLMReply(value=parsed.facts, call=call)
+        message, call = await self._send(task="reduce_facts", params=reduce_params(request))
+        return LLMReply(value=read_reduce(message, call), call=call)
 
     async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
         message, call = await self._send(
@@ -237,46 +216,16 @@ class AnthropicLLM:
         return LLMReply(value=text, call=call)
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
-        parsed, call = await self._tool_call(
-            task="write_sections",
+        params = tool_params(
+            "write_sections",
             system=prompts.SECTIONS_SYSTEM,
             user=prompts.sections_message(request),
             max_tokens=MAX_TOKENS["write_sections"],
-            reply_model=SectionSet,
         )
-        return LLMReply(value=parsed.model_dump(), call=call)
+        message, call = await self._send(task="write_sections", params=params)
+        return LLMReply(value=read_tool(message, call, SectionSet).model_dump(), call=call)
 
     # --- one call -----------------------------------------------------------------------------
-
-    async def _tool_call(
-        self, *, task: str, system: str, user: str, max_tokens: int, reply_model: type[_M]
-    ) -> tuple[_M, LLMCall]:
-        tool = prompts.tool_for(task)
-        assert tool is not None, task
-        message, call = await self._send(
-            task=task,
-            params={
-                "system": system,
-                "messages": [{"role": "user", "content": user}],
-                "max_tokens": max_tokens,
-                "tools": [tool.param()],
-                "tool_choice": {"type": "tool", "name": tool.name},
-            },
-        )
-        block = next(
-            (b for b in message.content if b.type == "tool_use" and b.name == tool.name), None
-        )
-        if block is None:
-            raise LLMBadOutput(
-                f"{task}: the reply did not call {tool.name} (request id {call.request_id})"
-            )
-        try:
-            return reply_model.model_validate(block.input), call
-        except ValidationError as exc:
-            raise LLMBadOutput(
-                f"{task}: the reply did not match the {tool.name} schema "
-                f"({exc.error_count()} errors; request id {call.request_id})"
-            ) from exc
 
     async def _send(self, *, task: str, params: dict[str, Any]) -> tuple[Message, LLMCall]:
         """One request through the SDK (its retries included); stop_reason checked first."""
@@ -309,16 +258,10 @@ class AnthropicLLM:
                 f"{task}: Anthropic's reply body was not a valid message (request id "
                 f"{raw.request_id})"
             ) from exc
-        usage = message.usage
-        call = LLMCall(
+        call = call_of(
+            message,
             task=task,
-            model=message.model or self._model,
-            usage=LLMUsage(
-                input_tokens=usage.input_tokens,
-                output_tokens=usage.output_tokens,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-            ),
+            model=self._model,
             request_id=raw.request_id,
             retries=raw.retries_taken,
             duration_ms=round((time.perf_counter() - started) * 1000),
@@ -336,24 +279,5 @@ class AnthropicLLM:
             duration_ms=call.duration_ms,
             request_id=call.request_id,
         )
-        _check_stop(message, call)
+        check_stop(message, call)
         return message, call
-
-
-def _check_stop(message: Message, call: LLMCall) -> None:
-    reason = message.stop_reason
-    if reason == "max_tokens":
-        raise LLMBadOutput(
-            f"{call.task}: the reply was truncated at max_tokens "
-            f"({call.usage.output_tokens} output tokens; request id {call.request_id})"
-        )
-    if reason == "refusal":
-        raise LLMRefused(
-            f"{call.task}: the model declined this input (request id {call.request_id}); "
-            "retrying the same input will not help"
-        )
-    if reason == "model_context_window_exceeded":
-        raise LLMBadOutput(
-            f"{call.task}: the prompt filled the model's context window (request id "
-            f"{call.request_id}): send less text"
-        )

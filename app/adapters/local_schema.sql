@@ -113,3 +113,37 @@ CREATE TRIGGER IF NOT EXISTS processing_job_events_append_only
 BEGIN
     SELECT RAISE(ABORT, 'processing_job_events is append-only');
 END;
+
+-- Batch mode (LLM_MODE=batch): a job's Message Batches, so a restart polls the same batch and
+-- never submits it twice (app/batch_port.py). Request rows go once the batch's results are read.
+CREATE TABLE IF NOT EXISTS llm_batches (
+    id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('extract', 'reduce')),
+    state TEXT NOT NULL
+        CHECK (state IN ('submitting', 'in_progress', 'ended', 'read', 'abandoned')),
+    provider_batch_id TEXT,
+    request_count INTEGER NOT NULL CHECK (request_count >= 0),
+    counts TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    submitted_at TEXT,
+    ended_at TEXT
+);
+CREATE INDEX IF NOT EXISTS llm_batches_job_idx ON llm_batches (job_id, created_at);
+
+CREATE TABLE IF NOT EXISTS llm_batch_requests (
+    batch_id TEXT NOT NULL,
+    custom_id TEXT NOT NULL,
+    content_hashes TEXT NOT NULL,
+    PRIMARY KEY (batch_id, custom_id)
+);
+
+-- A job's batches go with the job (forgetting a user deletes its jobs), their requests with them.
+CREATE TRIGGER IF NOT EXISTS llm_batches_follow_job AFTER DELETE ON processing_jobs
+BEGIN
+    DELETE FROM llm_batches WHERE job_id = OLD.id;
+END;
+CREATE TRIGGER IF NOT EXISTS llm_batch_requests_follow_batch AFTER DELETE ON llm_batches
+BEGIN
+    DELETE FROM llm_batch_requests WHERE batch_id = OLD.id;
+END;

@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.adapters.fact_cache import PAGE_SIZE
+from app.adapters.local_batches import LocalBatches
 from app.adapters.local_fact_cache import LocalFactCache
 from app.adapters.local_operator import LocalOperatorStore, install_sql_functions
 from app.adapters.local_schema_upgrade import upgrade_local_schema
 from app.adapters.rows import chunk_row, job_from_row
+from app.batch_port import BatchState, LLMBatch
 from app.domain import (
     PROFILE_COLUMNS,
     Chunk,
@@ -74,6 +76,7 @@ class LocalStore(LocalOperatorStore):
         upgrade_local_schema(self._conn, schema)  # a file from an older version: catch it up
         self._conn.executescript(schema)
         self._fact_cache = LocalFactCache(run=self._run, write=self._write)
+        self._batches = LocalBatches(run=self._run, write=self._write)
         install_sql_functions(self._conn)
 
     # --- plumbing --------------------------------------------------------------------------
@@ -506,3 +509,28 @@ class LocalStore(LocalOperatorStore):
 
     async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
         return await self._fact_cache.delete(keys)
+
+    # --- batch mode: a job's Message Batches (app/adapters/local_batches.py) ----------------
+
+    async def record_llm_batch(
+        self, batch: LLMBatch, requests: Mapping[str, Sequence[str]]
+    ) -> None:
+        await self._batches.record(batch, requests)
+
+    async def update_llm_batch(
+        self,
+        batch_id: str,
+        *,
+        state: BatchState,
+        provider_batch_id: str | None = None,
+        counts: Mapping[str, int] | None = None,
+    ) -> None:
+        await self._batches.update(
+            batch_id, state=state, provider_batch_id=provider_batch_id, counts=counts
+        )
+
+    async def list_llm_batches(self, job_id: str) -> list[LLMBatch]:
+        return await self._batches.of_job(job_id)
+
+    async def get_llm_batch_requests(self, batch_id: str) -> dict[str, list[str]]:
+        return await self._batches.requests(batch_id)

@@ -27,6 +27,7 @@ from app.ports import (
     LLMReply,
     LLMUsage,
     MemoryRequest,
+    MessageBatches,
     ReduceRequest,
     SectionsRequest,
 )
@@ -355,6 +356,8 @@ def answer_extraction(request: ExtractionRequest) -> ExtractionResult:
 class OfflineLLM:
     """Implements `app.ports.LLM` without a network: rules and statistics, labelled as such."""
 
+    _batches: MessageBatches | None = None
+
     @property
     def provider(self) -> str:
         return "offline"
@@ -400,6 +403,14 @@ class OfflineLLM:
         output = json.dumps(sections)
         prompt = request.conversations + request.memory_md
         return LLMReply(sections, self._call("write_sections", prompt, output))
+
+    def batches(self) -> MessageBatches:
+        """Batch mode in-process: a batch of rule-based answers that ends at once."""
+        if self._batches is None:
+            from app.adapters.instant_batches import InstantBatches
+
+            self._batches = InstantBatches(self)
+        return self._batches
 
     async def aclose(self) -> None:
         return None

@@ -21,8 +21,10 @@ import httpx
 from app.adapters.fact_cache import PAGE_SIZE
 from app.adapters.postgrest import PostgrestError, SupabaseHttp
 from app.adapters.rows import chunk_row, job_from_row
+from app.adapters.supabase_batches import SupabaseBatches
 from app.adapters.supabase_fact_cache import SupabaseFactCache
 from app.adapters.supabase_operator import SupabaseOperatorStore
+from app.batch_port import BatchState, LLMBatch
 from app.config import Settings
 from app.domain import (
     PROFILE_COLUMNS,
@@ -106,6 +108,7 @@ class SupabaseStore(SupabaseOperatorStore):
         )
         self._batch = chunk_batch_size
         self._fact_cache = SupabaseFactCache(self._http, batch_size=chunk_batch_size)
+        self._batches = SupabaseBatches(self._http)
         self._owns_client = owns_client
 
     @classmethod
@@ -421,6 +424,31 @@ class SupabaseStore(SupabaseOperatorStore):
 
     async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
         return await self._fact_cache.delete(keys)
+
+    # --- batch mode: a job's Message Batches (app/adapters/supabase_batches.py) -------------
+
+    async def record_llm_batch(
+        self, batch: LLMBatch, requests: Mapping[str, Sequence[str]]
+    ) -> None:
+        await self._batches.record(batch, requests)
+
+    async def update_llm_batch(
+        self,
+        batch_id: str,
+        *,
+        state: BatchState,
+        provider_batch_id: str | None = None,
+        counts: Mapping[str, int] | None = None,
+    ) -> None:
+        await self._batches.update(
+            batch_id, state=state, provider_batch_id=provider_batch_id, counts=counts
+        )
+
+    async def list_llm_batches(self, job_id: str) -> list[LLMBatch]:
+        return await self._batches.of_job(job_id)
+
+    async def get_llm_batch_requests(self, batch_id: str) -> dict[str, list[str]]:
+        return await self._batches.requests(batch_id)
 
     # --- exports ---------------------------------------------------------------------------
 

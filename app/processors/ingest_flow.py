@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import structlog
@@ -20,6 +20,7 @@ import structlog
 from app.domain import Chunk, UserSignal
 from app.processors.composing.consolidation import FactBook
 from app.processors.context import JobContext, StepFailed
+from app.processors.extraction.batch_mode import extract_in_batches
 from app.processors.extraction.stage import ExtractionOutcome, extract_facts
 from app.processors.extraction.text import extractor_version
 from app.processors.ledger import CostLedger
@@ -164,27 +165,48 @@ async def _drain(queue: asyncio.Queue[Chunk | None]) -> AsyncIterator[Chunk]:
 
 
 async def _extract(
-    ctx: JobContext, saved: asyncio.Queue[Chunk | None], ledger: CostLedger, result: IngestResult
+    ctx: JobContext,
+    saved: asyncio.Queue[Chunk | None],
+    ledger: CostLedger,
+    result: IngestResult,
+    path: Path,
 ) -> ExtractionOutcome:
     settings = ctx.settings
-    async with ctx.step("extract_facts", concurrency=settings.fact_extraction_concurrency):
-        outcome = await extract_facts(
-            _drain(saved),
-            user_id=ctx.job.user_id,
-            signals=lambda: result.signals,
-            llm=ctx.llm,
-            store=ctx.store,
-            concurrency=settings.fact_extraction_concurrency,
-            max_failure_ratio=settings.extraction_failure_ratio,
-            ledger=ledger,
-            request_tokens=settings.extraction_request_tokens,
-            extractor_version=extractor_version(ctx.llm.provider, ctx.llm.model),
-            expected_total=ctx.job.chunk_count,
-            sink=result.book.add_all,
-            on_progress=ctx.pulse,
-        )
+    api = ctx.llm.batches() if settings.llm_mode == "batch" else None
+    mode = "batch" if api is not None else "realtime"
+    async with ctx.step(
+        "extract_facts", concurrency=settings.fact_extraction_concurrency, mode=mode
+    ):
+        if api is not None:  # LLM_MODE=batch (extraction/batch_mode.py)
+            outcome, batches = await extract_in_batches(
+                ctx,
+                _drain(saved),
+                api=api,
+                path=path,
+                signals=lambda: result.signals,
+                ledger=ledger,
+                sink=result.book.add_all,
+            )
+            ctx.count("extract_facts", batch=asdict(batches))
+        else:
+            outcome = await extract_facts(
+                _drain(saved),
+                user_id=ctx.job.user_id,
+                signals=lambda: result.signals,
+                llm=ctx.llm,
+                store=ctx.store,
+                concurrency=settings.fact_extraction_concurrency,
+                max_failure_ratio=settings.extraction_failure_ratio,
+                ledger=ledger,
+                request_tokens=settings.extraction_request_tokens,
+                extractor_version=extractor_version(ctx.llm.provider, ctx.llm.model),
+                expected_total=ctx.job.chunk_count,
+                sink=result.book.add_all,
+                on_progress=ctx.pulse,
+            )
         ctx.count(
             "extract_facts",
+            mode=mode,
             concurrency=settings.fact_extraction_concurrency,
             chunks=outcome.chunks_total,
             cached=outcome.chunks_cached,
@@ -221,7 +243,7 @@ async def ingest_and_extract(ctx: JobContext, *, path: Path, ledger: CostLedger)
         async with asyncio.TaskGroup() as group:
             group.create_task(_parse(producer))
             group.create_task(_save(ctx, parsed, saved, result))
-            extraction = group.create_task(_extract(ctx, saved, ledger, result))
+            extraction = group.create_task(_extract(ctx, saved, ledger, result, path))
     except BaseExceptionGroup as failures:
         producer.cancelled.set()
         raise _first_failure(failures) from None

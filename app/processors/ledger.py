@@ -13,7 +13,7 @@ from typing import Any
 
 from app.metrics import METRICS
 from app.ports import LLMCall
-from app.pricing import ModelPrice, cost_usd
+from app.pricing import ModelPrice, call_cost_usd
 
 __all__ = ["CostLedger", "StepCost"]
 
@@ -64,10 +64,13 @@ class StepCost:
 class CostLedger:
     """Calls, tokens by kind, fact-cache hits, retries, failures and USD, per step."""
 
-    def __init__(self, price: ModelPrice, provider: str, model: str) -> None:
+    def __init__(
+        self, price: ModelPrice, provider: str, model: str, *, mode: str = "realtime"
+    ) -> None:
         self.price = price
         self.provider = provider
         self.model = model
+        self.mode = mode  # LLM_MODE: batch calls are priced at BATCH_DISCOUNT (`LLMCall.batch`)
         self._steps: dict[str, StepCost] = {}
         self._lock = threading.Lock()
 
@@ -88,7 +91,7 @@ class CostLedger:
             cost.cache_read_input_tokens += usage.cache_read_input_tokens
             cost.retries += call.retries
             cost.duration_ms += call.duration_ms
-            cost.usd += cost_usd(usage, self.price)
+            cost.usd += call_cost_usd(call, self.price)
 
     def record_cache_hits(self, step: str, n: int) -> None:
         """Chunks answered from the fact cache: work that was paid for by an earlier run."""
@@ -126,6 +129,7 @@ class CostLedger:
         return {
             "provider": self.provider,
             "model": self.model,
+            "mode": self.mode,
             "price_per_mtok": {
                 "input": self.price.input,
                 "output": self.price.output,

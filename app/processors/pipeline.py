@@ -32,6 +32,7 @@ from app.pricing import price_for_llm
 from app.processors.composing.consolidation import ConsolidatedFact
 from app.processors.composing.memory import MemoryOutcome, generate_memory
 from app.processors.composing.reduce import reduce_facts
+from app.processors.composing.reduce_batches import reduce_asker
 from app.processors.composing.sections import (
     regenerate_sections,
     render_soulprint_text,
@@ -131,7 +132,7 @@ async def _unchanged(ctx: JobContext, digest: str) -> Job | None:
 async def run_full_pass(job: Job, ctx: JobContext) -> None:
     store, llm, settings = ctx.store, ctx.llm, ctx.settings
     price = price_for_llm(settings, provider=llm.provider, model=llm.model)
-    ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model)
+    ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model, mode=settings.llm_mode)
     await store.update_job(job.id, {"llm_provider": llm.provider})
     try:
         with tempfile.TemporaryDirectory(prefix=job_temp_prefix(job.id)) as tmp:
@@ -201,7 +202,11 @@ async def _memory(
 
     async with ctx.step("hierarchical_reduce"):
         reduced = await reduce_facts(
-            facts, llm=ctx.llm, token_budget=ctx.settings.fact_token_budget, ledger=ledger
+            facts,
+            llm=ctx.llm,
+            token_budget=ctx.settings.fact_token_budget,
+            ledger=ledger,
+            ask=reduce_asker(ctx, ledger),  # cached; a Message Batch a level in batch mode
         )
         ctx.count(
             "hierarchical_reduce", facts=len(reduced.facts), levels=reduced.levels, cut=reduced.cut

@@ -87,7 +87,7 @@ async def _supabase(conninfo: str, tmp_path: Path) -> AsyncIterator[StoreHarness
     with psycopg.connect(conninfo, autocommit=True) as admin:
         admin.execute(
             "TRUNCATE processing_jobs, processing_job_events, conversation_chunks,"
-            " fact_extraction_cache"
+            " fact_extraction_cache, llm_batches, llm_batch_requests"
         )
     storage = tmp_path / "storage"
     storage.mkdir()

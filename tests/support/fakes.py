@@ -11,7 +11,9 @@ import asyncio
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from app.adapters.instant_batches import InstantBatches, Outcome
 from app.adapters.local_store import LocalStore
+from app.batch_port import BatchRequest, ResultKind
 from app.domain import Fact, FactCategory
 from app.ports import (
     Excerpt,
@@ -83,6 +85,10 @@ class ScriptedLLM:
         # What `probe()` does, in order (the last repeats): None answers, an exception raises.
         self.probe_script: list[BaseException | None] = [None]
         self.probes = 0
+        # Batch mode: in-process batches answered by the scripts above; `batch_outcome` may
+        # plan a request's end (errored, expired, canceled) instead.
+        self.batch_outcome: Outcome | None = None
+        self._batches: InstantBatches | None = None
 
     @property
     def provider(self) -> str:
@@ -128,6 +134,14 @@ class ScriptedLLM:
 
     async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
         return await self._answer("write_sections", request)
+
+    def batches(self) -> InstantBatches:
+        if self._batches is None:
+            self._batches = InstantBatches(self, outcome=lambda r: self._plan(r))
+        return self._batches
+
+    def _plan(self, request: BatchRequest) -> ResultKind | None:
+        return self.batch_outcome(request) if self.batch_outcome is not None else None
 
     async def probe(self) -> None:
         outcome = self.probe_script[min(self.probes, len(self.probe_script) - 1)]

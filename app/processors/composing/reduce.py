@@ -15,7 +15,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -27,7 +27,15 @@ from app.ports import LLM, ReduceRequest
 from app.processors.composing.consolidation import ConsolidatedFact, normalise_text
 from app.processors.ledger import CostLedger
 
-__all__ = ["ReduceOutcome", "fact_tokens", "priority_cut", "reduce_facts"]
+__all__ = [
+    "Answers",
+    "Asker",
+    "ReduceOutcome",
+    "fact_tokens",
+    "priority_cut",
+    "realtime_asker",
+    "reduce_facts",
+]
 
 STEP = "hierarchical_reduce"
 _log = structlog.get_logger(__name__)
@@ -64,6 +72,14 @@ def priority_cut(facts: Sequence[ConsolidatedFact], budget: int) -> list[Consoli
     return [f for i, f in enumerate(facts) if i in keep]
 
 
+def _request(batch: list[ConsolidatedFact]) -> ReduceRequest:
+    return ReduceRequest(
+        category=batch[0].category,
+        facts=tuple(f.text for f in batch),
+        target_count=max(1, len(batch) // 2),
+    )
+
+
 def _merged(
     category: FactCategory, texts: list[str], batch: list[ConsolidatedFact]
 ) -> list[ConsolidatedFact]:
@@ -85,31 +101,56 @@ def _merged(
     ]
 
 
-async def _reduce_batch(
-    batch: list[ConsolidatedFact], *, llm: LLM, ledger: CostLedger, gate: asyncio.Semaphore
-) -> tuple[list[ConsolidatedFact], bool]:
+# Asks one level's requests; each answer is the sentences, or None when the request could not
+# be answered (the batch is kept as it was). `calls` is what was paid for.
+@dataclass(frozen=True, slots=True)
+class Answers:
+    texts: list[list[str] | None]
+    calls: int
+
+
+Asker = Callable[[list[ReduceRequest]], Awaitable[Answers]]
+
+
+def realtime_asker(llm: LLM, ledger: CostLedger, *, concurrency: int = 3) -> Asker:
+    """Each request a Messages API call, at most `concurrency` at once."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(request: ReduceRequest) -> list[str] | None:
+        async with gate:
+            try:
+                reply = await llm.reduce_facts(request)
+            except (LLMFatal, LLMUnavailable):
+                raise  # an unavailable provider is waited out (app/breaker.py), never cut around
+            except LLMError as exc:
+                ledger.record_failure(STEP, type(exc).__name__)
+                _log.warning(
+                    "reduce.batch_failed", category=request.category.value, error=type(exc).__name__
+                )
+                return None
+        ledger.record(STEP, reply.call)
+        return reply.value
+
+    async def ask(requests: list[ReduceRequest]) -> Answers:
+        texts = list(await asyncio.gather(*(one(r) for r in requests)))
+        return Answers(texts, sum(1 for t in texts if t is not None))
+
+    return ask
+
+
+def _judged(
+    batch: list[ConsolidatedFact], answer: list[str] | None, ledger: CostLedger
+) -> list[ConsolidatedFact]:
+    """The batch's reduced sentences, or the batch itself when the answer does not shrink it."""
+    if answer is None:
+        return batch
     category = batch[0].category
-    request = ReduceRequest(
-        category=category,
-        facts=tuple(f.text for f in batch),
-        target_count=max(1, len(batch) // 2),
-    )
-    async with gate:
-        try:
-            reply = await llm.reduce_facts(request)
-        except (LLMFatal, LLMUnavailable):
-            raise  # an unavailable provider is waited out (app/breaker.py), never cut around
-        except LLMError as exc:
-            ledger.record_failure(STEP, type(exc).__name__)
-            _log.warning("reduce.batch_failed", category=category.value, error=type(exc).__name__)
-            return batch, False
-    ledger.record(STEP, reply.call)
-    texts = [t for t in (normalise_text(x) for x in reply.value) if t]
+    texts = [t for t in (normalise_text(x) for x in answer) if t]
     if not texts or fact_tokens(texts) >= fact_tokens(batch):
         ledger.record_failure(STEP, "did_not_shrink")
         _log.warning("reduce.batch_rejected", category=category.value, size=len(batch))
-        return batch, True
-    return _merged(category, texts, batch), True
+        return batch
+    return _merged(category, texts, batch)
 
 
 async def reduce_facts(
@@ -122,13 +163,18 @@ async def reduce_facts(
     batch_size: int = 60,
     precut_factor: float = 4.0,
     concurrency: int = 3,
+    ask: Asker | None = None,
 ) -> ReduceOutcome:
-    """Facts within `token_budget`, in category and recency order; see the module docstring."""
+    """Facts within `token_budget`, in category and recency order; see the module docstring.
+
+    `ask` answers each level's requests: by default Messages API calls; the pipeline passes one
+    that caches answers and, in batch mode, sends each level as one Message Batch
+    (reduce_batches.py)."""
     if fact_tokens(facts) <= token_budget:
         return ReduceOutcome(facts=list(facts), levels=0, calls=0, cut=0)
     current = priority_cut(facts, int(token_budget * precut_factor))
     cut = len(facts) - len(current)
-    gate = asyncio.Semaphore(max(1, concurrency))
+    ask = ask or realtime_asker(llm, ledger, concurrency=concurrency)
     levels = calls = 0
     while levels < max_levels and fact_tokens(current) > token_budget:
         levels += 1
@@ -137,11 +183,11 @@ async def reduce_facts(
             mine = [f for f in current if f.category is category]
             batches += [mine[i : i + batch_size] for i in range(0, len(mine), batch_size)]
         batches = [b for b in batches if len(b) > 1]
-        results = await asyncio.gather(
-            *(_reduce_batch(b, llm=llm, ledger=ledger, gate=gate) for b in batches)
-        )
-        calls += sum(1 for _, called in results if called)
-        reduced = {id(b[0]): r for b, (r, _) in zip(batches, results, strict=True)}
+        answers = await ask([_request(b) for b in batches])
+        calls += answers.calls
+        reduced = {
+            id(b[0]): _judged(b, a, ledger) for b, a in zip(batches, answers.texts, strict=True)
+        }
         before = fact_tokens(current)
         rebuilt: list[ConsolidatedFact] = []
         for category in FactCategory:

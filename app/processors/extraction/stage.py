@@ -16,7 +16,7 @@ each half asked again; a single excerpt gets one more try, then fails for that r
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -112,8 +112,14 @@ class _Run:
         version: str,
         sink: FactSink | None,
         on_progress: Callable[[], object] | None = None,
+        failed_keys: Mapping[str, str] | None = None,
+        record_hits: bool = True,
     ) -> None:
         self.user_id, self.llm, self.store, self.ledger = user_id, llm, store, ledger
+        # Batch mode: chunks that already failed in their Message Batch (key → reason), and
+        # cache hits that are the batches' own work (not an earlier run's: not counted as hits).
+        self.failed_keys = failed_keys or {}
+        self.record_hits = record_hits
         self.version = version
         self.sink = sink
         self.on_progress = on_progress
@@ -159,11 +165,16 @@ class _Run:
             elif unit.key in self.inflight:
                 # An identical chunk is already packed or being extracted.
                 self.inflight[unit.key].append((place, unit))
+            elif unit.key in self.failed_keys:
+                self.inflight[unit.key] = [(place, unit)]
+                reason = self.failed_keys[unit.key]
+                self._failed(unit, reason, LLMError(f"failed in its message batch: {reason}"))
             else:
                 self.inflight[unit.key] = [(place, unit)]
                 if full := self.packer.add(unit):
                     await self.dispatch(full)
-        self.ledger.record_cache_hits(STEP, hits)
+        if self.record_hits:
+            self.ledger.record_cache_hits(STEP, hits)
         if len(self.done) >= 50:
             await self.flush()
 
@@ -380,6 +391,8 @@ async def extract_facts(
     extractor_version: str = EXTRACTOR_VERSION,
     sink: FactSink | None = None,
     on_progress: Callable[[], object] | None = None,
+    failed_keys: Mapping[str, str] | None = None,
+    record_hits: bool = True,
 ) -> ExtractionOutcome:
     """Facts of every chunk (as they stream in) and of the user's signals, with provenance,
     handed to `sink` (in the pipeline `FactBook.add_all`) one result at a time, in stream order:
@@ -391,6 +404,10 @@ async def extract_facts(
     LLM does not wait outages out, see app/breaker.py) is never dropped: the step fails with
     `LLMUnavailable`, retryable. `LLMFatal` stops it at once. Whatever finished before a stop
     is written to the cache first, so a retry does not pay for it again.
+
+    Batch mode's last pass (batch_mode.py) runs this over a cache its batches filled: `failed_keys`
+    are chunks that failed in their batch (counted as failed for that reason, no call), and
+    `record_hits=False` keeps the batches' work from being counted as cache hits.
     """
     run = _Run(
         user_id=user_id,
@@ -404,6 +421,8 @@ async def extract_facts(
         version=extractor_version,
         sink=sink,
         on_progress=on_progress,
+        failed_keys=failed_keys,
+        record_hits=record_hits,
     )
     _log.info(
         "extract.started",
