@@ -27,7 +27,7 @@ from app.errors import (
 )
 from app.events import JobEvents
 from app.fleet import EventKind
-from app.ports import Store
+from app.ports import LLM, Store
 from app.processors.context import JobContext, StepFailed
 
 __all__ = ["JobEndings", "failure_message", "is_permanent"]
@@ -79,11 +79,13 @@ class JobEndings:
         settings: Settings,
         alerter: Alerter,
         events: JobEvents,
+        llm: LLM | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.alerter = alerter
         self.events = events
+        self.llm = llm
 
     @property
     def worker_id(self) -> str:
@@ -134,6 +136,7 @@ class JobEndings:
     async def cancel(self, job: Job, ctx: JobContext) -> str:
         """An operator asked: stop here, release what was held, say so in words."""
         await self.roll_back_chunks(job, ctx)
+        await self.cancel_provider_batches(job)
         await finish_canceled(self.store, self.events, job, step=ctx.current_step)
         return "canceled"
 
@@ -169,6 +172,7 @@ class JobEndings:
         # may have moved on to a later one while an earlier one failed).
         await self.note(job, {"current_step": step, "note": None})
         await self.roll_back_chunks(job, ctx)
+        await self.cancel_provider_batches(job)
         try:
             await self.store.update_profile(
                 job.user_id,
@@ -194,6 +198,31 @@ class JobEndings:
             return
         if removed or restored:
             log.info("job.chunks_rolled_back", removed=removed, restored=restored)
+
+    async def cancel_provider_batches(self, job: Job) -> None:
+        """A job that ends for good stops its Message Batches still running at the provider:
+        nothing will read them, and they would be billed."""
+        batches = self.llm.batches() if self.llm is not None else None
+        if batches is None:
+            return
+        try:
+            running = [
+                b
+                for b in await self.store.list_llm_batches(job.id)
+                if b.state == "in_progress" and b.provider_batch_id
+            ]
+        except AppError as exc:
+            log.warning("job.batches_unreadable", error=exc.message)
+            return
+        for batch in running:
+            assert batch.provider_batch_id is not None
+            try:
+                await batches.cancel(batch.provider_batch_id)
+                await self.store.update_llm_batch(batch.id, state="abandoned")
+            except AppError as exc:
+                log.warning("job.batch_cancel_failed", batch=batch.id, error=exc.message)
+                continue
+            log.info("job.batch_canceled", batch=batch.id, requests=batch.request_count)
 
     async def summarise(self, job_id: str, outcome: str, ctx: JobContext, seconds: float) -> None:
         """The job's canonical line: one event that tells its whole story, from its row."""

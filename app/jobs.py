@@ -72,7 +72,7 @@ class JobRunner:
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self.events = JobEvents(store, self.worker_id)
         self.endings = JobEndings(
-            store=store, settings=settings, alerter=alerter, events=self.events
+            store=store, settings=settings, alerter=alerter, events=self.events, llm=llm
         )
         self._stopping = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()

@@ -31,6 +31,9 @@ class _NoLLM:
     provider = "offline"
     model = "none"
 
+    def batches(self) -> None:
+        return None
+
 
 async def _wait_for(
     store: LocalStore, job_id: str, status: JobStatus, when: Callable[[Job], bool] = bool

@@ -32,6 +32,9 @@ class _NoLLM:
     provider = "offline"
     model = "none"
 
+    def batches(self) -> None:
+        return None
+
 
 @pytest.fixture
 async def store(settings: Settings) -> AsyncIterator[LocalStore]:
@@ -250,3 +253,48 @@ async def test_a_big_export_found_in_a_small_slot_goes_back_for_a_large_one(
     assert released.note is not None
     assert "waiting for a slot for large imports: the export is 300 MB" in released.note
     assert done.attempts == 1  # the move to a large slot is not a failed attempt
+
+
+async def test_a_job_that_ends_for_good_stops_its_batches_at_the_provider(
+    store: LocalStore, settings: Settings
+) -> None:
+    from app.batch_port import LLMBatch
+    from app.events import JobEvents
+    from app.job_endings import JobEndings
+
+    canceled: list[str] = []
+
+    class _Batches:
+        async def cancel(self, batch_id: str) -> None:
+            canceled.append(batch_id)
+
+    class _BatchLLM(_NoLLM):
+        def batches(self) -> _Batches:  # type: ignore[override]
+            return _Batches()
+
+    job = await _queue(store)
+    for n, state in enumerate(("in_progress", "read")):
+        batch = LLMBatch(
+            id=f"00000000-0000-4000-8000-00000000000{n}",
+            job_id=job.id,
+            kind="extract",
+            state="submitting",
+            request_count=3,
+        )
+        await store.record_llm_batch(batch, {"r1": ["h1"]})
+        await store.update_llm_batch(
+            batch.id, state="in_progress", provider_batch_id=f"msgbatch_{n}"
+        )
+        if state == "read":
+            await store.update_llm_batch(batch.id, state="read")
+    endings = JobEndings(
+        store=store,
+        settings=settings,
+        alerter=Alerter(webhook_url=None, client=httpx.AsyncClient()),
+        events=JobEvents(store, "w"),
+        llm=_BatchLLM(),  # type: ignore[arg-type]
+    )
+    await endings.cancel_provider_batches(job)
+    assert canceled == ["msgbatch_0"]  # the one still running; the read one is left alone
+    states = {b.provider_batch_id: b.state for b in await store.list_llm_batches(job.id)}
+    assert states == {"msgbatch_0": "abandoned", "msgbatch_1": "read"}
