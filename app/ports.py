@@ -15,6 +15,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSignal
 from app.operator_port import OperatorStore
+from app.ops_port import OpsStore
 
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
@@ -30,6 +31,7 @@ __all__ = [
     "LLMUsage",
     "MemoryRequest",
     "OperatorStore",
+    "OpsStore",
     "ReduceRequest",
     "SectionsRequest",
     "Store",
@@ -66,7 +68,7 @@ class ExportSource(Protocol):
         ...
 
 
-class Store(ExportSource, OperatorStore, Protocol):
+class Store(ExportSource, OperatorStore, OpsStore, Protocol):
     async def ping(self) -> None:
         """Raise `StoreUnavailable` if the store cannot be reached."""
         ...

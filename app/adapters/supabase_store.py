@@ -23,6 +23,7 @@ from app.adapters.postgrest import PostgrestError, SupabaseHttp
 from app.adapters.rows import chunk_row, job_from_row
 from app.adapters.supabase_fact_cache import SupabaseFactCache
 from app.adapters.supabase_operator import SupabaseOperatorStore
+from app.adapters.supabase_ops import SupabaseOpsStore
 from app.config import Settings
 from app.domain import (
     PROFILE_COLUMNS,
@@ -85,7 +86,7 @@ def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table
         )
 
 
-class SupabaseStore(SupabaseOperatorStore):
+class SupabaseStore(SupabaseOperatorStore, SupabaseOpsStore):
     def __init__(
         self,
         client: httpx.AsyncClient,
