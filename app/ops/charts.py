@@ -148,7 +148,7 @@ def jobs_chart(buckets: Sequence[Bucket], *, title: str, hourly: bool) -> BarCha
     return BarChart(
         title=title,
         total=f"{complete} complete, {failed} failed",
-        peak=f"{peak:g} jobs",
+        peak=f"{peak:g} job" + ("" if peak == 1 else "s"),
         first=_label(buckets[0].start, hourly) if buckets else "",
         last=_label(buckets[-1].start, hourly) if buckets else "",
         bars=bars,

@@ -51,8 +51,14 @@ def describe_error(text: str | None) -> tuple[str | None, str | None, str]:
 
 
 def _attempt_started(job: Job, events: list[JobEvent]) -> datetime | None:
+    """When this attempt began: its `claimed` event; else, on a first attempt that no retry
+    reset, the row's `started_at` (set by the first claim and never after)."""
     claims = [e.at for e in events if e.kind == EventKind.CLAIMED and e.attempt == job.attempts]
-    return claims[-1] if claims else None
+    if claims:
+        return claims[-1]
+    if job.attempts == 1 and not any(e.kind == EventKind.REQUEUED for e in events):
+        return job.started_at
+    return None
 
 
 def eta_seconds(job: Job, events: list[JobEvent], *, now: datetime) -> float | None:
@@ -74,14 +80,22 @@ def is_stuck(job: Job, events: list[JobEvent]) -> bool:
     )
 
 
-def _chunks(job: Job) -> tuple[int | None, int | None]:
-    """(chunks extracted, chunks in the export): the first is known once extraction has ended
-    (its counts), the second once parsing has (the row's chunk_count)."""
+def _chunks(job: Job) -> tuple[int | None, int | None, int]:
+    """(chunks extracted, chunks in the export, chunks failed for a recorded reason).
+
+    The export's chunks are known once parsing has ended (the row's `chunk_count`); how many are
+    done only once extraction has: the step ends when every chunk is extracted or failed for a
+    recorded reason (DESIGN §2), so its counts mean all of them. Its own `chunks` count is not
+    used for the total: it includes the batches of the user's signals.
+    """
     counts = job.stats.get("counts")
     extraction = counts.get("extract_facts") if isinstance(counts, dict) else None
-    done = extraction.get("chunks") if isinstance(extraction, dict) else None
-    done = done if isinstance(done, int) else None
-    return done, job.chunk_count if job.chunk_count is not None else done
+    if not isinstance(extraction, dict):
+        return None, job.chunk_count, 0
+    failed = extraction.get("failed")
+    total = job.chunk_count if job.chunk_count is not None else extraction.get("chunks")
+    total = total if isinstance(total, int) else None
+    return total, total, failed if isinstance(failed, int) else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +103,7 @@ class RunningJob:
     job: Job
     chunks_done: int | None
     chunks_total: int | None
+    chunks_failed: int
     eta_s: float | None
     stuck: bool
 
@@ -101,9 +116,8 @@ async def _running(store: Store, jobs: list[Job], now: datetime) -> list[Running
     trails = await asyncio.gather(*(store.list_job_events(job.id) for job in jobs))
     shown = []
     for job, events in zip(jobs, trails, strict=True):
-        done, total = _chunks(job)
         eta = eta_seconds(job, events, now=now)
-        shown.append(RunningJob(job, done, total, eta, is_stuck(job, events)))
+        shown.append(RunningJob(job, *_chunks(job), eta, is_stuck(job, events)))
     return shown
 
 
@@ -161,9 +175,8 @@ async def job_page(store: Store, job_id: str, *, now: datetime) -> JobPage:
     durations = job.stats.get("durations_ms")
     running = None
     if job.status is JobStatus.RUNNING:
-        done, total = _chunks(job)
         eta = eta_seconds(job, events, now=now)
-        running = RunningJob(job, done, total, eta, is_stuck(job, events))
+        running = RunningJob(job, *_chunks(job), eta, is_stuck(job, events))
     return JobPage(
         job=job,
         events=events,

@@ -54,6 +54,7 @@ def test_bars_are_as_tall_as_their_figures_and_stack_failed_on_complete() -> Non
     chart = jobs_chart(buckets, title="Jobs", hourly=True)
     assert chart.total == "4 complete, 3 failed"
     assert chart.peak == "4 jobs"
+    assert jobs_chart(by_hour([_h(0, failed=1)], now=NOW), title="", hourly=True).peak == "1 job"
     tallest = chart.bars[-1]
     assert [s.css for s in tallest.segments] == ["complete", "failed"]
     assert [s.height for s in tallest.segments] == [HEIGHT * 3 / 4, HEIGHT / 4]

@@ -65,6 +65,10 @@ def test_eta_follows_this_attempts_pace_and_is_silent_when_it_cannot_tell() -> N
     waiting = _job(note="waiting for Anthropic: rate limited since 11:58 UTC")
     assert eta_seconds(waiting, events, now=NOW) is None
     assert eta_seconds(_job(), events[:1], now=NOW) is None  # no claim of this attempt
+    # A first attempt's claim is also the row's started_at — unless a retry reset the attempts.
+    first = _job(attempts=1, started_at=NOW - timedelta(minutes=20))
+    assert eta_seconds(first, [], now=NOW) == 30 * 60
+    assert eta_seconds(first, [_event("requeued", attempt=0)], now=NOW) is None
 
 
 def test_stuck_is_the_runners_word_for_this_step_of_this_attempt() -> None:
@@ -96,7 +100,8 @@ async def test_the_overview_shows_the_queue_and_the_running_jobs(
         progress=92,
         chunk_count=40,
         cost_usd=0.0123,
-        stats={"counts": {"extract_facts": {"chunks": 40, "extracted": 38, "cached": 2}}},
+        # Extraction's own count includes the signal batches: the row's chunk_count is the total.
+        stats={"counts": {"extract_facts": {"chunks": 41, "extracted": 38, "failed": 1}}},
     )
     await local_store.append_job_event(
         job_id=moving.id,
@@ -123,7 +128,7 @@ async def test_the_overview_shows_the_queue_and_the_running_jobs(
     row = _row(page, moving.id)
     assert "v2_regeneration" in row
     assert "92%" in row
-    assert "40 of 40" in row
+    assert "40 of 40 (1 failed)" in row
     assert "$0.0123" in row
     assert "≈" in row
     assert "stuck" in row
@@ -198,9 +203,9 @@ async def test_a_jobs_page_tells_its_story(settings: Settings, local_store: Loca
         "failed",
     ]
     assert "bytes=2048, duration_ms=140" in text
-    assert "download_conversations 140 ms" in text
-    assert "chunk_conversations 2 s" in text
-    assert 'width="100.0"' in page.text  # the longest step spans the chart
+    assert "download_conversations: 140 ms" in text
+    assert "chunk_conversations: 2 s" in text
+    assert 'width="360.0"' in page.text  # the longest step spans the chart
     assert 'id="retry"' in page.text
     assert "12 of 40 chunks could not be extracted" in text
 
