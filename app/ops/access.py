@@ -30,6 +30,7 @@ __all__ = [
     "OpsState",
     "SignInNeeded",
     "Viewer",
+    "check_origin",
     "form_viewer",
     "page_viewer",
     "safe_next",
@@ -117,6 +118,13 @@ def safe_next(path: str | None) -> str:
     return "/ops"
 
 
+def check_origin(request: Request) -> None:
+    """A browser names the page a POST comes from: it must be this site (when it says)."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        raise OpsDenied(403, "This form came from another site; nothing was changed.")
+
+
 State = Annotated[OpsState, Depends(ops_state)]
 
 
@@ -138,9 +146,7 @@ def form_viewer(
 ) -> Viewer:
     """For a form's POST: an existing session, the form's token for it, this site's origin."""
     _check_local(request, state)
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
-        raise OpsDenied(403, "This form came from another site; nothing was changed.")
+    check_origin(request)
     session = state.signer.read(request.cookies.get(COOKIE_NAME))
     if session is None:
         if state.mode is AccessMode.SIGN_IN:

@@ -33,6 +33,7 @@ from app.ops.access import (
     OpsState,
     SignInNeeded,
     Viewer,
+    check_origin,
     form_viewer,
     ops_state,
     page_viewer,
@@ -138,6 +139,7 @@ async def login(
     expected = settings.rlm_api_key
     if state.mode is not AccessMode.SIGN_IN or expected is None:
         return _redirect("/ops")
+    check_origin(request)  # no one signs you in from another site, even with the right key
     if not hmac.compare_digest(key.encode(), expected.get_secret_value().encode()):
         log.info("ops.sign_in_refused")
         return render(

@@ -29,6 +29,11 @@ async def test_pages_send_strangers_to_sign_in_and_back(
         assert form.status_code == 200
         assert f'name="next" value="/ops/jobs/{job.id}"' in form.text
 
+        elsewhere = await http.post(
+            "/ops/login", data={"key": API_KEY}, headers={"Origin": "https://evil.test"}
+        )
+        assert elsewhere.status_code == 403
+        assert COOKIE_NAME not in http.cookies
         refused = await sign_in(http, "not-the-key", next=f"/ops/jobs/{job.id}")
         assert refused.status_code == 401
         assert "not the service's key" in refused.text
