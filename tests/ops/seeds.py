@@ -41,7 +41,8 @@ async def _claim(store: LocalStore, job: Job, worker: str) -> Job:
 
 
 async def failed_job(store: LocalStore, *, error: str = FAILED_ERROR) -> Job:
-    """A job that failed in extract_facts after its download, with the trail a runner writes."""
+    """A job that failed in extract_facts after its download (of 300 MB: retried, it needs a
+    general slot, not one kept for small imports), with the trail a runner writes."""
     job = await _claim(store, await _new(store), "seed-worker")
     events: list[tuple[str, str | None, dict[str, Any]]] = [
         ("step_started", "download_conversations", {}),
@@ -61,7 +62,9 @@ async def failed_job(store: LocalStore, *, error: str = FAILED_ERROR) -> Job:
             detail=detail,
         )
     stats = {"durations_ms": {"download_conversations": 140, "chunk_conversations": 2300}}
-    await store.update_job(job.id, {"current_step": "extract_facts", "stats": stats})
+    await store.update_job(
+        job.id, {"current_step": "extract_facts", "stats": stats, "export_bytes": 300 * 2**20}
+    )
     assert await store.finish_job(
         job_id=job.id, worker_id="seed-worker", status=JobStatus.FAILED, error_message=error
     )

@@ -125,7 +125,7 @@ def test_an_operator_signs_in_watches_retries_and_signs_out(
     page.screenshot(path=shots / "3-overview-progressed.png", full_page=True)
 
     # The failed job: its page tells what happened; Retry puts it back on the queue (it stays
-    # queued: the one slot is the running job's).
+    # queued: it is big, and the one general slot is the running job's).
     page.locator(f'#failed tr[data-job-id="{failed.id}"] a').first.click()
     expect(page).to_have_url(f"{ops_server.url}/jobs/{failed.id}")
     expect(page.locator("#job-status")).to_have_text("failed")
