@@ -1,13 +1,14 @@
 # Two commands on a fresh machine:
 #   make run    set up and run the service on the embedded defaults (local SQLite, offline LLM)
-#   make test   set up and pass the tests (ruff, mypy, pytest; needs PostgreSQL at 127.0.0.1:5432)
+#   make test   set up and pass the tests (ruff, mypy, pytest; needs PostgreSQL at 127.0.0.1:5432,
+#               and installs Debian's chromium for the ops page's browser tests if it is missing)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint check install clean bench-ingest bench-load
+.PHONY: run test lint check install clean bench-ingest bench-load browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +27,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+# Debian's chromium for the ops page's browser tests (Playwright drives it; it downloads none).
+browser:
+	./scripts/ensure-chromium.sh
+
+test: lint browser
 	./scripts/ensure-postgres.sh
 	$(BIN)/python -m pytest -q
 

@@ -139,6 +139,10 @@ class Settings(BaseSettings):
     # Below this many completed samples of a step, built-in per-unit defaults stand in for p99.
     stuck_min_samples: int = Field(default=20, ge=1)
 
+    # --- the ops page (issue 12) ----------------------------------------------------------
+    # How long a sign-in at /ops lasts: a signed cookie; changing RLM_API_KEY ends them all.
+    ops_session_hours: float = Field(default=12, gt=0, le=24 * 30)
+
     @field_validator("fact_extraction_concurrency", mode="before")
     @classmethod
     def _lenient_concurrency(cls, value: Any) -> int:

@@ -22,6 +22,7 @@ from app.jobs import JobRunner
 from app.logging import RequestIdMiddleware, configure_logging
 from app.mcp_server.http import mcp_sessions, mount_mcp
 from app.metrics import MeteredLLM
+from app.ops.routes import mount_ops
 from app.ports import LLM, Store
 from app.pricing import price_for_llm
 from app.processors.context import Pipeline
@@ -184,6 +185,7 @@ def create_app(
     app.include_router(router)
     mount_mcp(app)
     app.include_router(operator_router)
+    mount_ops(app, settings)  # the ops page at /ops (issue 12)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestIdMiddleware)
     return app

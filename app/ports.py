@@ -16,6 +16,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from app.batch_port import BatchStore, MessageBatches
 from app.domain import Chunk, Fact, FactCategory, Job, JobStatus, NewJob, UserSignal
 from app.operator_port import OperatorStore
+from app.ops_port import OpsStore
 
 __all__ = [
     "JOB_UPDATABLE_COLUMNS",
@@ -33,6 +34,7 @@ __all__ = [
     "MemoryRequest",
     "MessageBatches",
     "OperatorStore",
+    "OpsStore",
     "ReduceRequest",
     "SectionsRequest",
     "Store",
@@ -69,7 +71,7 @@ class ExportSource(Protocol):
         ...
 
 
-class Store(ExportSource, OperatorStore, BatchStore, Protocol):
+class Store(ExportSource, OperatorStore, BatchStore, OpsStore, Protocol):
     async def ping(self) -> None:
         """Raise `StoreUnavailable` if the store cannot be reached."""
         ...

@@ -82,6 +82,9 @@ CREATE TABLE IF NOT EXISTS processing_jobs (
 CREATE UNIQUE INDEX IF NOT EXISTS processing_jobs_one_active_per_user
     ON processing_jobs (user_id) WHERE status IN ('queued', 'running');
 CREATE INDEX IF NOT EXISTS processing_jobs_due_idx ON processing_jobs (status, run_after);
+-- The ops page: jobs of one status, newest first, and the hours jobs ended in.
+CREATE INDEX IF NOT EXISTS processing_jobs_status_completed_idx
+    ON processing_jobs (status, completed_at);
 
 CREATE TABLE IF NOT EXISTS fact_extraction_cache (
     user_id TEXT NOT NULL,

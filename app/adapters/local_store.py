@@ -24,6 +24,7 @@ from app.adapters.fact_cache import PAGE_SIZE
 from app.adapters.local_batches import LocalBatches
 from app.adapters.local_fact_cache import LocalFactCache
 from app.adapters.local_operator import LocalOperatorStore, install_sql_functions
+from app.adapters.local_ops import LocalOpsStore
 from app.adapters.local_schema_upgrade import upgrade_local_schema
 from app.adapters.rows import chunk_row, job_from_row
 from app.batch_port import BatchState, LLMBatch
@@ -59,7 +60,7 @@ def _ts(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
-class LocalStore(LocalOperatorStore):
+class LocalStore(LocalOperatorStore, LocalOpsStore):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.storage_dir = data_dir / "storage"

@@ -24,6 +24,7 @@ from app.adapters.rows import chunk_row, job_from_row
 from app.adapters.supabase_batches import SupabaseBatches
 from app.adapters.supabase_fact_cache import SupabaseFactCache
 from app.adapters.supabase_operator import SupabaseOperatorStore
+from app.adapters.supabase_ops import SupabaseOpsStore
 from app.batch_port import BatchState, LLMBatch
 from app.config import Settings
 from app.domain import (
@@ -87,7 +88,7 @@ def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table
         )
 
 
-class SupabaseStore(SupabaseOperatorStore):
+class SupabaseStore(SupabaseOperatorStore, SupabaseOpsStore):
     def __init__(
         self,
         client: httpx.AsyncClient,
