@@ -114,6 +114,23 @@ class CostLedger:
                 copy.add(self._steps[step])
             return copy
 
+    def carry(self, earlier: Any) -> None:
+        """What earlier attempts of the job spent (their `stats.llm`), kept as one line of its
+        own: a retried job's cost is all its attempts', not only the last one's."""
+        total = earlier.get("total") if isinstance(earlier, dict) else None
+        if not isinstance(total, dict) or not total.get("calls"):
+            return
+        carried = StepCost(
+            calls=int(total.get("calls", 0)),
+            input_tokens=int(total.get("input_tokens", 0)),
+            output_tokens=int(total.get("output_tokens", 0)),
+            cache_creation_input_tokens=int(total.get("cache_creation_input_tokens", 0)),
+            cache_read_input_tokens=int(total.get("cache_read_input_tokens", 0)),
+            usd=float(total.get("usd", 0.0)),
+        )
+        with self._lock:
+            self._steps["earlier attempts"] = carried
+
     def totals(self) -> StepCost:
         with self._lock:
             total = StepCost()

@@ -133,6 +133,7 @@ async def run_full_pass(job: Job, ctx: JobContext) -> None:
     store, llm, settings = ctx.store, ctx.llm, ctx.settings
     price = price_for_llm(settings, provider=llm.provider, model=llm.model)
     ledger = ctx.ledger = CostLedger(price, llm.provider, llm.model, mode=settings.llm_mode)
+    ledger.carry(job.stats.get("llm"))
     await store.update_job(job.id, {"llm_provider": llm.provider})
     try:
         with tempfile.TemporaryDirectory(prefix=job_temp_prefix(job.id)) as tmp:

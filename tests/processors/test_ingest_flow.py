@@ -8,6 +8,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.adapters.local_store import LocalStore
 from app.adapters.offline_llm import OfflineLLM
 from app.config import Settings
@@ -52,3 +54,39 @@ async def test_steps_reach_the_job_row_in_pipeline_order(settings: Settings) -> 
     assert current is not None
     assert current.current_step == "extract_facts"
     assert (current.conversation_count, current.chunk_count) == (6, result.stats.chunks)
+
+
+async def test_a_running_extraction_moves_the_jobs_progress_and_says_how_many_are_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between 35 and 80 while extraction runs, with `done` in the step's counts."""
+    from bench.make_export import write_export
+    from tests.conftest import make_settings
+    from tests.support.fakes import ScriptedLLM
+
+    monkeypatch.setattr("app.processors.ingest_flow._PROGRESS_EVERY_S", 0.02)
+    settings = make_settings(tmp_path, extraction_request_tokens=1)
+    store = LocalStore(settings.local_data_dir)
+    export = write_export(tmp_path / "e.json", size_mb=0.3, fmt="json", seed=3)
+    job, _ = await store.enqueue_job(NewJob(user_id=USER_ID, storage_path="imports/x/e.json"))
+    llm = ScriptedLLM(latency=0.02)
+    ctx = JobContext(job=job, store=store, llm=llm, settings=settings)
+    seen: list[int] = []
+
+    async def watch() -> None:
+        while True:
+            row = await store.get_job(job.id)
+            if row is not None and row.current_step == "extract_facts":
+                seen.append(row.progress)
+            await asyncio.sleep(0.05)
+
+    watcher = asyncio.create_task(watch())
+    ledger = CostLedger(OFFLINE_PRICE, "fake", "fake-model")
+    try:
+        await ingest_and_extract(ctx, path=export, ledger=ledger)
+    finally:
+        watcher.cancel()
+        await store.aclose()
+    assert len(set(seen)) > 1, seen  # it moved
+    assert 35 <= min(seen) < max(seen) <= 80
+    assert ctx.counts["extract_facts"]["done"] > 0
