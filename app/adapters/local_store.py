@@ -14,30 +14,28 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.adapters.fact_cache import PAGE_SIZE
+from app.adapters.delegates import BatchMethods, FactCacheMethods
 from app.adapters.local_batches import LocalBatches
 from app.adapters.local_fact_cache import LocalFactCache
 from app.adapters.local_operator import LocalOperatorStore, install_sql_functions
 from app.adapters.local_ops import LocalOpsStore
 from app.adapters.local_schema_upgrade import upgrade_local_schema
 from app.adapters.rows import chunk_row, job_from_row
-from app.batch_port import BatchState, LLMBatch
 from app.domain import (
     PROFILE_COLUMNS,
     Chunk,
-    Fact,
     Job,
     JobStatus,
     NewJob,
 )
 from app.errors import ExportNotFound, JobConflict, JobNotFound, ProfileNotFound, StoreError
-from app.ports import JOB_UPDATABLE_COLUMNS, FactCacheEntry, FactCacheKey
+from app.ports import JOB_UPDATABLE_COLUMNS
 from app.queue_order import SMALL_JOB_BYTES
 
 __all__ = ["LocalStore"]
@@ -60,7 +58,7 @@ def _ts(moment: datetime | None) -> str | None:
     return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
-class LocalStore(LocalOperatorStore, LocalOpsStore):
+class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsStore):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.storage_dir = data_dir / "storage"
@@ -486,52 +484,3 @@ class LocalStore(LocalOperatorStore, LocalOpsStore):
         sql = "SELECT COUNT(*) FROM conversation_chunks WHERE user_id = ?"
         row = await self._run(lambda conn: conn.execute(sql, (user_id,)).fetchone())
         return int(row[0])
-
-    # --- fact cache (app/adapters/local_fact_cache.py) --------------------------------------
-
-    async def get_cached_facts(
-        self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
-    ) -> dict[str, list[Fact]]:
-        return await self._fact_cache.get(
-            user_id=user_id, extractor_version=extractor_version, content_hashes=content_hashes
-        )
-
-    async def put_cached_facts(
-        self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
-    ) -> None:
-        await self._fact_cache.put(
-            user_id=user_id, extractor_version=extractor_version, entries=entries
-        )
-
-    def scan_fact_cache(
-        self, *, user_id: str | None = None, page_size: int = PAGE_SIZE
-    ) -> AsyncIterator[list[FactCacheEntry]]:
-        return self._fact_cache.scan(user_id=user_id, page_size=page_size)
-
-    async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
-        return await self._fact_cache.delete(keys)
-
-    # --- batch mode: a job's Message Batches (app/adapters/local_batches.py) ----------------
-
-    async def record_llm_batch(
-        self, batch: LLMBatch, requests: Mapping[str, Sequence[str]]
-    ) -> None:
-        await self._batches.record(batch, requests)
-
-    async def update_llm_batch(
-        self,
-        batch_id: str,
-        *,
-        state: BatchState,
-        provider_batch_id: str | None = None,
-        counts: Mapping[str, int] | None = None,
-    ) -> None:
-        await self._batches.update(
-            batch_id, state=state, provider_batch_id=provider_batch_id, counts=counts
-        )
-
-    async def list_llm_batches(self, job_id: str) -> list[LLMBatch]:
-        return await self._batches.of_job(job_id)
-
-    async def get_llm_batch_requests(self, batch_id: str) -> dict[str, list[str]]:
-        return await self._batches.requests(batch_id)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -18,19 +18,17 @@ from urllib.parse import quote
 
 import httpx
 
-from app.adapters.fact_cache import PAGE_SIZE
+from app.adapters.delegates import BatchMethods, FactCacheMethods
 from app.adapters.postgrest import PostgrestError, SupabaseHttp
 from app.adapters.rows import chunk_row, job_from_row
 from app.adapters.supabase_batches import SupabaseBatches
 from app.adapters.supabase_fact_cache import SupabaseFactCache
 from app.adapters.supabase_operator import SupabaseOperatorStore
 from app.adapters.supabase_ops import SupabaseOpsStore
-from app.batch_port import BatchState, LLMBatch
 from app.config import Settings
 from app.domain import (
     PROFILE_COLUMNS,
     Chunk,
-    Fact,
     Job,
     JobStatus,
     NewJob,
@@ -43,7 +41,7 @@ from app.errors import (
     StoreError,
     StoreUnavailable,
 )
-from app.ports import JOB_UPDATABLE_COLUMNS, FactCacheEntry, FactCacheKey
+from app.ports import JOB_UPDATABLE_COLUMNS
 
 __all__ = ["PROFILE_STATUS_COLUMNS", "SupabaseStore"]
 
@@ -88,7 +86,7 @@ def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table
         )
 
 
-class SupabaseStore(SupabaseOperatorStore, SupabaseOpsStore):
+class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, SupabaseOpsStore):
     def __init__(
         self,
         client: httpx.AsyncClient,
@@ -401,55 +399,6 @@ class SupabaseStore(SupabaseOperatorStore, SupabaseOpsStore):
         if not total.isdigit():
             raise StoreError(f"{table}: count came back without a total ({total!r})", table=table)
         return int(total)
-
-    # --- fact cache (app/adapters/supabase_fact_cache.py) -----------------------------------
-
-    async def get_cached_facts(
-        self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
-    ) -> dict[str, list[Fact]]:
-        return await self._fact_cache.get(
-            user_id=user_id, extractor_version=extractor_version, content_hashes=content_hashes
-        )
-
-    async def put_cached_facts(
-        self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]
-    ) -> None:
-        await self._fact_cache.put(
-            user_id=user_id, extractor_version=extractor_version, entries=entries
-        )
-
-    def scan_fact_cache(
-        self, *, user_id: str | None = None, page_size: int = PAGE_SIZE
-    ) -> AsyncIterator[list[FactCacheEntry]]:
-        return self._fact_cache.scan(user_id=user_id, page_size=page_size)
-
-    async def delete_fact_cache_entries(self, keys: Sequence[FactCacheKey]) -> int:
-        return await self._fact_cache.delete(keys)
-
-    # --- batch mode: a job's Message Batches (app/adapters/supabase_batches.py) -------------
-
-    async def record_llm_batch(
-        self, batch: LLMBatch, requests: Mapping[str, Sequence[str]]
-    ) -> None:
-        await self._batches.record(batch, requests)
-
-    async def update_llm_batch(
-        self,
-        batch_id: str,
-        *,
-        state: BatchState,
-        provider_batch_id: str | None = None,
-        counts: Mapping[str, int] | None = None,
-    ) -> None:
-        await self._batches.update(
-            batch_id, state=state, provider_batch_id=provider_batch_id, counts=counts
-        )
-
-    async def list_llm_batches(self, job_id: str) -> list[LLMBatch]:
-        return await self._batches.of_job(job_id)
-
-    async def get_llm_batch_requests(self, batch_id: str) -> dict[str, list[str]]:
-        return await self._batches.requests(batch_id)
 
     # --- exports ---------------------------------------------------------------------------
 

@@ -6,48 +6,8 @@
 -- (attempt 2 of 3) at 10:05:00 UTC, after extract_facts failed", "v2 skipped: …".
 ALTER TABLE public.processing_jobs ADD COLUMN IF NOT EXISTS note text;
 
--- A job put back on the queue is not in any step: its step and progress start again (its
--- paid work is cached); error_message keeps the last attempt's error, note says why it waits.
-CREATE OR REPLACE FUNCTION public.finish_job(
-    p_job_id uuid,
-    p_worker_id text,
-    p_status text,
-    p_error text DEFAULT NULL,
-    p_run_after timestamptz DEFAULT NULL,
-    p_count_attempt boolean DEFAULT true
-) RETURNS boolean
-LANGUAGE plpgsql
-SECURITY INVOKER
-SET search_path = public, pg_temp
-AS $$
-BEGIN
-    IF p_status IS NULL OR p_status NOT IN ('complete', 'failed', 'queued') THEN
-        RAISE EXCEPTION 'finish_job: status must be complete, failed or queued, not %', p_status
-            USING ERRCODE = '22023';
-    END IF;
-    UPDATE public.processing_jobs SET
-        status = p_status,
-        error_message = p_error,
-        lease_owner = NULL,
-        lease_expires_at = NULL,
-        completed_at = CASE WHEN p_status = 'queued' THEN NULL ELSE now() END,
-        progress = CASE
-            WHEN p_status = 'complete' THEN 100
-            WHEN p_status = 'queued' THEN 0
-            ELSE progress
-        END,
-        current_step = CASE WHEN p_status = 'queued' THEN NULL ELSE current_step END,
-        run_after = CASE WHEN p_status = 'queued' THEN coalesce(p_run_after, now()) ELSE run_after END,
-        attempts = CASE
-            WHEN p_status = 'queued' AND NOT coalesce(p_count_attempt, true)
-            THEN greatest(attempts - 1, 0)
-            ELSE attempts
-        END,
-        updated_at = now()
-    WHERE id = p_job_id AND lease_owner = p_worker_id AND status = 'running';
-    RETURN FOUND;
-END
-$$;
+-- (finish_job's new body — a job put back on the queue is in no step and its progress starts again
+-- — is in 20261201100000_operator_fleet.sql, which replaces the function with 'canceled' too.)
 
 -- ---------------------------------------------------------------------------------------------
 -- conversation_chunks: which import a row belonged to before this one re-tagged it, so a pass

@@ -228,10 +228,9 @@ BEGIN
 END
 $$;
 
--- As in 20261201000000_complete_means_complete.sql (issue 9: a job put back on the queue is in no
--- step and its progress starts again), plus 'canceled': a final status the runner writes when it
--- stops a job whose cancel was requested. This file runs after that one and replaces the
--- function: keep the two bodies in step.
+-- End the holder's lease (issue 9 and 11): complete / failed / canceled are final; queued goes back
+-- on the queue at p_run_after, in no step and with its progress from zero (its paid work is
+-- cached), the attempt given back when p_count_attempt is false (a release is no failure).
 CREATE OR REPLACE FUNCTION public.finish_job(
     p_job_id uuid,
     p_worker_id text,
