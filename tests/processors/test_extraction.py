@@ -339,7 +339,7 @@ async def test_results_wait_for_a_slow_earlier_call_only_up_to_a_bound(
 ) -> None:
     """Facts go to the sink in stream order; behind a slow call, at most REORDER_LIMIT results
     wait before new calls stop starting — memory stays bounded while one call hangs."""
-    monkeypatch.setattr("app.processors.extraction.stage.REORDER_LIMIT", 5)
+    monkeypatch.setattr("app.processors.extraction.requests.REORDER_LIMIT", 5)
     release = asyncio.Event()
     started_while_held: list[str] = []
 
