@@ -288,6 +288,10 @@ class JobRunner:
                     f"of the service does not have ({', '.join(sorted(self.pipelines))})"
                 ),
             )
+        if job.note is not None:
+            # A new attempt: what the last one left there (waiting for the provider, queued to
+            # retry, released at shutdown) is over, and must not outlive it on a running job.
+            await ctx.set_note(None)
         await self.store.update_profile(
             job.user_id,
             {

@@ -186,6 +186,27 @@ async def test_transient_failure_is_requeued_with_backoff(
     assert profile["full_pass_status"] == "processing"
 
 
+async def test_a_new_attempt_clears_the_note_the_last_one_left(
+    store: LocalStore, settings: Settings
+) -> None:
+    seen: list[str | None] = []
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        row = await store.get_job(job.id)
+        assert row is not None
+        seen.append(row.note)
+
+    job = await _queue(store)
+    # A crashed process left its note: the next attempt must not show it while it runs, nor
+    # leave it on the finished job.
+    await store.update_job(job.id, {"note": "waiting for Anthropic: overloaded since 10:02 UTC"})
+    runner, client = await _run(store, settings, pipeline)
+    done = await _wait_for(store, job.id, JobStatus.COMPLETE)
+    await _stop(runner, client)
+    assert seen == [None]
+    assert done.note is None
+
+
 async def test_shutdown_releases_the_job_without_counting_the_attempt(
     store: LocalStore, tmp_path: Path
 ) -> None:
