@@ -178,6 +178,10 @@ class JobRunner:
         except AppError as exc:
             log.warning("runner.claim_failed", error_type=type(exc).__name__, error=exc.message)
             return False
+        except Exception as exc:
+            # Never let one bad claim end the loop: the runner would claim nothing more, silently.
+            log.error("runner.claim_failed", error_type=type(exc).__name__, exc_info=exc)
+            return False
         if job is None:
             return False
         task = asyncio.create_task(self._run(job), name=f"job-{job.id}")

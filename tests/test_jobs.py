@@ -207,6 +207,33 @@ async def test_a_new_attempt_clears_the_note_the_last_one_left(
     assert done.note is None
 
 
+async def test_an_unexpected_error_while_claiming_does_not_stop_the_runner(
+    store: LocalStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = store.claim_job
+    calls = 0
+
+    async def claim_once_badly(**kwargs: Any) -> Job | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a row that does not read")
+        return await claim(**kwargs)
+
+    monkeypatch.setattr(store, "claim_job", claim_once_badly)
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        return None
+
+    job = await _queue(store)
+    with structlog.testing.capture_logs() as logs:
+        runner, client = await _run(store, settings, pipeline)
+        await _wait_for(store, job.id, JobStatus.COMPLETE)
+        await _stop(runner, client)
+    failed = [e for e in logs if e["event"] == "runner.claim_failed"]
+    assert [e["error_type"] for e in failed] == ["ValueError"]
+
+
 async def test_shutdown_releases_the_job_without_counting_the_attempt(
     store: LocalStore, tmp_path: Path
 ) -> None:
