@@ -57,11 +57,15 @@ class Watcher:
         return self
 
     def stop(self) -> list[Sample]:
+        """Stop polling, after one last look at every job (how it ended)."""
         self._stop.set()
         self._thread.join(timeout=30)
+        with self._lock:
+            jobs = dict(self._jobs)
+        last = [self._sample(job_id, user_id) for job_id, user_id in jobs.items()]
         self._client.close()
         with self._lock:
-            return list(self._samples)
+            return [*self._samples, *(s for s in last if s is not None)]
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -11,8 +11,9 @@ of the way in), at the first `write_memory` and at the first `write_sections` re
 `save_conversation_chunks`, within the client's conflict retries and beyond them (PostgREST
 stand-in over PostgreSQL). Each runs on a fresh store with its own simulator. The service keeps
 its defaults (SDK retries 4, probes from 5 s doubling to 60 s and never before `retry-after`,
-lease 60 s, stall limit 30 min), except MAX_CONCURRENT_JOBS=2 in the outage, so that a free slot
-shows that nothing is claimed while the provider is down.
+lease 60 s, stall limit 30 min), except MAX_CONCURRENT_JOBS=2 in the outage: one job is running
+when it starts, the other four are queued 30 s into it, and the free slot shows that nothing is
+claimed while the provider is down.
 
 Per scenario: what `GET /users/{id}/full-pass` and `GET /jobs/{id}` showed every few seconds (as
 a timeline), final status, chunks extracted against the chunker's distinct units (target: all),
@@ -309,10 +310,13 @@ class _Trial:
         scenario = run.scenario
         run.start(hooks, max_concurrent_jobs=2)
         # Distinct exports: the same text for two users would count as an input answered twice.
-        for n in range(scenario.jobs):
-            run.post(ensure_export(self.args.outage_size_mb, seed=100 + n))
+        exports = [ensure_export(self.args.outage_size_mb, seed=100 + n) for n in range(5)]
+        run.post(exports[0])
         run.wait_extraction(0.25)
         run.storm("overloaded", seconds=scenario.seconds)
+        time.sleep(30)  # the breaker is open: the others are queued meanwhile, a slot free
+        for export in exports[1 : scenario.jobs]:
+            run.post(export)
         run.wait_all(timeout=scenario.seconds + 3600)
 
     def _conflict(self, run: _Run, hooks: WebhookReceiver) -> None:
