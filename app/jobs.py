@@ -149,6 +149,10 @@ class JobRunner:
         except AppError as exc:
             log.warning("runner.claim_failed", error_type=type(exc).__name__, error=exc.message)
             return False
+        except Exception as exc:
+            # Never let one bad claim end the loop: the runner would claim nothing more, silently.
+            log.error("runner.claim_failed", error_type=type(exc).__name__, exc_info=exc)
+            return False
         if job is None:
             return False
         if small:
@@ -284,6 +288,10 @@ class JobRunner:
                     f"of the service does not have ({', '.join(sorted(self.pipelines))})"
                 ),
             )
+        if job.note is not None:
+            # A new attempt: what the last one left there (waiting for the provider, queued to
+            # retry, released at shutdown) is over, and must not outlive it on a running job.
+            await ctx.set_note(None)
         await self.store.update_profile(
             job.user_id,
             {

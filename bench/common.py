@@ -35,6 +35,7 @@ __all__ = [
     "bench_settings",
     "ensure_export",
     "export_chunks",
+    "free_port",
     "machine",
     "peak_rss_mb",
     "quiet_logs",
@@ -129,7 +130,7 @@ async def stream(items: Iterable[Chunk]) -> AsyncIterator[Chunk]:
         yield item
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
@@ -146,12 +147,16 @@ def simulator_process(
     rate_529: float = 0.0,
     seed: int = 0,
     extra: Sequence[str] = (),
+    control_port: int | None = None,
 ) -> Iterator[str]:
     """Run `bench.simulator` in a subprocess; yield its base URL; stop it on exit.
 
     `extra`: more of its options (`--rpm 50`, `--batch-processing 60`, `--storm ...`).
+    `control_port`: also serve control and the ledger there (open while the main port refuses).
     """
-    port = _free_port()
+    port = free_port()
+    if control_port is not None:
+        extra = [*extra, f"--control-port={control_port}"]
     args = [
         sys.executable,
         "-m",

@@ -189,6 +189,54 @@ async def test_transient_failure_is_requeued_with_backoff(
     assert profile["full_pass_status"] == "processing"
 
 
+async def test_a_new_attempt_clears_the_note_the_last_one_left(
+    store: LocalStore, settings: Settings
+) -> None:
+    seen: list[str | None] = []
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        row = await store.get_job(job.id)
+        assert row is not None
+        seen.append(row.note)
+
+    job = await _queue(store)
+    # A crashed process left its note: the next attempt must not show it while it runs, nor
+    # leave it on the finished job.
+    await store.update_job(job.id, {"note": "waiting for Anthropic: overloaded since 10:02 UTC"})
+    runner, client = await _run(store, settings, pipeline)
+    done = await _wait_for(store, job.id, JobStatus.COMPLETE)
+    await _stop(runner, client)
+    assert seen == [None]
+    assert done.note is None
+
+
+async def test_an_unexpected_error_while_claiming_does_not_stop_the_runner(
+    store: LocalStore, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    claim = store.claim_job
+    calls = 0
+
+    async def claim_once_badly(**kwargs: Any) -> Job | None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("a row that does not read")
+        return await claim(**kwargs)
+
+    monkeypatch.setattr(store, "claim_job", claim_once_badly)
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        return None
+
+    job = await _queue(store)
+    with structlog.testing.capture_logs() as logs:
+        runner, client = await _run(store, settings, pipeline)
+        await _wait_for(store, job.id, JobStatus.COMPLETE)
+        await _stop(runner, client)
+    failed = [e for e in logs if e["event"] == "runner.claim_failed"]
+    assert [e["error_type"] for e in failed] == ["ValueError"]
+
+
 async def test_shutdown_releases_the_job_without_counting_the_attempt(
     store: LocalStore, tmp_path: Path
 ) -> None:
@@ -319,3 +367,27 @@ async def test_job_that_killed_its_worker_every_time_is_failed_not_rerun(
     assert "AttemptsExhausted: the job was interrupted on each of its 1 attempts" in (
         done.error_message
     )
+
+
+async def test_an_unexpected_error_reads_as_what_to_do_its_type_in_the_logs(
+    store: LocalStore, settings: Settings
+) -> None:
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        async with ctx.step("consolidate_facts"):
+            raise KeyError("groups")  # a bug, not an AppError
+
+    job = await _queue(store, max_attempts=1)
+    with structlog.testing.capture_logs() as logs:
+        runner, client = await _run(store, settings, pipeline)
+        done = await _wait_for(store, job.id, JobStatus.FAILED)
+        await _stop(runner, client)
+    assert done.error_message == (
+        "consolidate_facts: InternalError: the service hit an unexpected error in this step "
+        "(logged with this job's id); retry the job, and report it if it fails the same way again"
+    )
+    assert done.current_step == "consolidate_facts"
+    profile = await store.get_profile_status(USER_ID)
+    assert profile is not None
+    assert profile["full_pass_error"] == done.error_message
+    (logged,) = [e for e in logs if e["event"] == "job.unexpected_error"]
+    assert (logged["error_type"], logged["step"]) == ("KeyError", "consolidate_facts")

@@ -59,10 +59,20 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _stats(raw: Any) -> dict[str, Any]:
+    """The job's stats (telemetry, and checkpoints a resumed attempt skips work by). A value
+    that does not read as an object reads as none: the attempt then pays again for what it
+    checkpointed, where failing here would stop every claim and every read of the job."""
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            return {}
+    return dict(raw) if isinstance(raw, dict) else {}
+
+
 def job_from_row(row: Mapping[str, Any]) -> Job:
-    stats = row.get("stats") or {}
-    if isinstance(stats, str):
-        stats = json.loads(stats)
+    stats = _stats(row.get("stats"))
     created = parse_timestamp(row.get("created_at"))
     return Job(
         id=str(row["id"]),
@@ -92,7 +102,7 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
         input_tokens=int(row.get("input_tokens") or 0),
         output_tokens=int(row.get("output_tokens") or 0),
         cost_usd=float(row.get("cost_usd") or 0),
-        stats=dict(stats),
+        stats=stats,
         cancel_requested_at=parse_timestamp(row.get("cancel_requested_at")),
         export_bytes=_int(row.get("export_bytes")),
     )

@@ -96,8 +96,13 @@ def _complete_fields() -> dict[str, Any]:
 
 
 def _left_nothing_unextracted(job: Job) -> bool:
-    counts = job.stats.get("counts", {})
-    if "unchanged_export_of" in counts.get("complete", {}):
+    """Whether the job's own counts say every chunk was extracted; counts that do not read
+    (a row written by hand, an older version) say no, and the export is processed again."""
+    counts = job.stats.get("counts")
+    if not isinstance(counts, dict):
+        return False
+    completed = counts.get("complete")
+    if isinstance(completed, dict) and "unchanged_export_of" in completed:
         return True  # itself recognised as a re-send of a pass that was checked then
     extraction = counts.get("extract_facts")
     if not isinstance(extraction, dict):

@@ -43,6 +43,21 @@ def small_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def exports(tmp_path_factory: pytest.TempPathFactory) -> Callable[[float], Path]:
+    """`exports(size_mb)`: a generated export of that size (seed 11: a smaller one's
+    conversations are the first of a larger one's), written once per session."""
+    root = tmp_path_factory.mktemp("sized-exports")
+
+    def export_of(size_mb: float) -> Path:
+        path = root / f"export-{size_mb:g}mb.json"
+        if not path.exists():
+            write_export(path, size_mb=size_mb, fmt="json", seed=11)
+        return path
+
+    return export_of
+
+
 @pytest.fixture
 def simulator() -> Iterator[Simulator]:
     config = SimulatorConfig(latency_s=0.12, jitter=0.5, seed=5)

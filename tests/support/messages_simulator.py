@@ -22,7 +22,8 @@ output reserved from `max_tokens` then corrected; a refusal is a 429 `rate_limit
 
 **Storms** (simulator_storms): `storm(outcome, seconds=, retry_after=, on_task=)` applies one
 outcome — `rate_limited`, `overloaded`, `server_error`, `connection_reset` (a TCP RST instead of a
-response) or `connection_refused` (the port stops listening) — to every `/v1` request for
+response), `connection_refused` (the port stops listening), or a refusal to bill (`no_credit`: the
+API's 400 "credit balance is too low"; `payment_required`: a 402) — to every `/v1` request for
 `seconds` (None: an outage, until `clear()`), from now or from the first request of `on_task`.
 
 Control over HTTP, for a simulator in another process: `POST /control/storm {"outcome",

@@ -14,7 +14,15 @@ from tests.support.simulator_batches import BatchOutcome, BatchSettings
 __all__ = ["FaultDraw", "Outcome", "SimulatorConfig"]
 
 Outcome = Literal[
-    "ok", "rate_limited", "overloaded", "server_error", "slow", "invalid_json", "truncated"
+    "ok",
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "slow",
+    "invalid_json",
+    "truncated",
+    "no_credit",
+    "payment_required",
 ]
 
 

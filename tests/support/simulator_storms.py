@@ -20,7 +20,13 @@ from typing import Any, Literal, get_args
 __all__ = ["STORM_OUTCOMES", "Storm", "StormOutcome", "Storms"]
 
 StormOutcome = Literal[
-    "rate_limited", "overloaded", "server_error", "connection_reset", "connection_refused"
+    "rate_limited",
+    "overloaded",
+    "server_error",
+    "connection_reset",
+    "connection_refused",
+    "no_credit",
+    "payment_required",
 ]
 STORM_OUTCOMES: tuple[str, ...] = get_args(StormOutcome)
 

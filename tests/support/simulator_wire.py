@@ -30,6 +30,14 @@ FAULTS: dict[str, tuple[int, str, str]] = {
     ),
     "overloaded": (529, "overloaded_error", "Overloaded"),
     "server_error": (500, "api_error", "Internal server error"),
+    # Refusals to bill: not transient (the SDK does not retry them); the service's LLMFatal.
+    "no_credit": (
+        400,
+        "invalid_request_error",
+        "Your credit balance is too low to access the Anthropic API. Please go to Plans & "
+        "Billing to upgrade or purchase credits.",
+    ),
+    "payment_required": (402, "billing_error", "Payment required: add a payment method."),
 }
 
 
