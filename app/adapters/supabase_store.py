@@ -366,7 +366,8 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
 
     async def _chunk_rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
         """A chunk function call; a conflict (409) is a concurrent writer's, and passes: retried
-        a few times before it is an error. 23503 means the user's account row is gone."""
+        a few times, then this attempt fails retryably. 23503 means the user's account row is
+        gone (permanent)."""
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
                 return await self._rpc(fn, args)
@@ -377,8 +378,17 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
                         "exists (23503); nothing to import for a deleted account",
                         table="conversation_chunks",
                     ) from exc
-                if exc.vendor_code != "23505" or attempt == _CONFLICT_RETRIES:
+                if exc.vendor_code != "23505":
                     raise
+                if attempt == _CONFLICT_RETRIES:
+                    # Still conflicting: a writer holds on, or a product-side unique index. Only
+                    # this attempt fails (StoreUnavailable is retried with backoff), not the job.
+                    raise StoreUnavailable(
+                        f"conversation_chunks kept refusing the import's rows with a conflict "
+                        f"({fn}, 409 / 23505, {_CONFLICT_RETRIES + 1} times): another writer, "
+                        "or a unique index of the product's on the table; the job retries",
+                        table="conversation_chunks",
+                    ) from exc
                 await asyncio.sleep(0.2 * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 

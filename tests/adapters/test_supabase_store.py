@@ -25,6 +25,7 @@ from app.errors import (
     StoreError,
     StoreUnavailable,
 )
+from app.job_endings import is_permanent
 from app.ports import FactCacheKey
 
 URL = "https://proj.supabase.co"
@@ -321,6 +322,17 @@ async def test_a_conflict_on_the_save_is_retried_then_passes(
     )
     await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[_chunk(1)])
     assert route.call_count == 2
+
+
+async def test_a_conflict_that_persists_fails_the_attempt_not_the_job(
+    store: SupabaseStore, api: respx.MockRouter
+) -> None:
+    conflict = {"code": "23505", "message": "duplicate key", "details": None, "hint": None}
+    route = api.post("/rest/v1/rpc/save_conversation_chunks").respond(409, json=conflict)
+    with pytest.raises(StoreUnavailable, match="kept refusing") as caught:
+        await store.upsert_chunks(user_id=USER, job_id=JOB, chunks=[_chunk(1)])
+    assert route.call_count == 4
+    assert not is_permanent(caught.value)  # the runner retries the job with backoff
 
 
 async def test_commit_rollback_and_count(store: SupabaseStore, api: respx.MockRouter) -> None:
