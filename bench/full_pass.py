@@ -163,9 +163,16 @@ async def close_all(llms: Sequence[LLM]) -> None:
 
 
 async def timed_extraction(
-    chunks: Sequence[Chunk], *, llm: LLM, store: LocalStore, settings: Settings, concurrency: int
+    chunks: Sequence[Chunk],
+    *,
+    llm: LLM,
+    store: LocalStore,
+    settings: Settings,
+    concurrency: int,
+    request_tokens: int | None = None,
 ) -> tuple[ExtractionOutcome, CostLedger, float]:
-    """`extract_facts` alone over `chunks` (no signals): its outcome, its ledger, wall seconds."""
+    """`extract_facts` alone over `chunks` (no signals): its outcome, its ledger, wall seconds.
+    `request_tokens`: the packing budget (default: the setting's)."""
     ledger = CostLedger(price_for(settings), llm.provider, llm.model)
     started = time.perf_counter()
     outcome = await extract_facts(
@@ -177,5 +184,6 @@ async def timed_extraction(
         concurrency=concurrency,
         max_failure_ratio=settings.extraction_failure_ratio,
         ledger=ledger,
+        request_tokens=request_tokens or settings.extraction_request_tokens,
     )
     return outcome, ledger, time.perf_counter() - started

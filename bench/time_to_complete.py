@@ -10,18 +10,19 @@
 Each run is the service as production runs it: `python -m app worker` (the JobRunner on a fresh
 local store, the real `AnthropicLLM` and SDK, the provider breaker) in its own process, pointed
 at `python -m bench.simulator` in another. The job is enqueued on the store before the worker
-starts; the clock runs from the worker's start to the job's `complete`. The simulator answers
+starts and timed by its own clock, claimed to `complete`. The simulator answers
 after `--latency` ± `--jitter` (uniform; default 2.5 s ± 40 %) and enforces Anthropic's
 per-minute limits of `--tier` as token buckets, refusing with 429 + `retry-after` (requests,
 input tokens, and output reserved from `max_tokens` then corrected: tests/support/
 simulator_limits.py). Tiers: `1` as FACTS.md states it, `2` the next tier's published figures
 (check the console for yours), `none`, or `RPM:ITPM:OTPM`.
 
-Reported per run: the pass's time (the job's own clock, claimed to complete; the wall time
-from the worker's start is kept too), each step's duration (the job row's `stats.durations_ms`),
-requests by outcome (`throttled` = refused by a limit), tokens, excerpts, and the lower bound the
-limits set: (input tokens − ITPM) / ITPM, (requests − RPM) / RPM (the buckets start full: the
-first minute's worth is free) and requests × latency / concurrency, whichever is longest.
+Reported per run: the pass's time (the wall time from the worker's start is kept too), each
+step's duration (the job row's `stats.durations_ms`), requests by outcome (`throttled` =
+refused by a limit), tokens (per task, from the worker's `llm.call` events), the breaker's
+openings, and extraction's lower bound: its (input tokens − ITPM) / ITPM, (requests − RPM) / RPM
+(the buckets start full: the first minute's worth is free) and requests × latency /
+concurrency, whichever is longest.
 
 `--mode batch` runs the worker with `LLM_MODE=batch` and the simulator's batches ending after
 `--batch-processing` seconds: for when batch mode exists; the report says when no batch was made.
@@ -227,8 +228,28 @@ def run_pass(
             "notes": sorted(notes),
             "extract_counts": stats.get("counts", {}).get("extract_facts", {}),
             "ledger": {k: v for k, v in ledger.items() if k != "storms"},
-            "sdk_retries": sum(e.get("retries", 0) for e in worker.events("llm.call")),
+            **_from_log(worker),
         }
+
+
+def _from_log(worker: ServiceProcess) -> dict[str, Any]:
+    """Per task: requests answered and their tokens (the worker's `llm.call` events, which the
+    simulator's ledger does not split); SDK retries; the breaker's outages and their length."""
+    by_task: dict[str, dict[str, int]] = {}
+    retries = 0
+    for event in worker.events("llm.call"):
+        task = by_task.setdefault(event["task"], {"calls": 0, "input": 0, "output": 0})
+        task["calls"] += 1
+        task["input"] += event.get("input_tokens", 0)
+        task["output"] += event.get("output_tokens", 0)
+        retries += event.get("retries", 0)
+    back = worker.events("provider.available")
+    return {
+        "tokens_by_task": by_task,
+        "sdk_retries": retries,
+        "outages": len(worker.events("provider.unavailable")),
+        "outage_s": round(sum(e.get("duration_ms", 0) for e in back) / 1000, 1),
+    }
 
 
 # --- reporting ----------------------------------------------------------------------------------
@@ -244,20 +265,23 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
     by_task = ledger.get("by_task", {})
     limits = Limits(**run["limits"])
     requests = sum(by_task.values())
+    extraction = run.get("tokens_by_task", {}).get("extract_facts", {})
     bounds = lower_bound_s(
-        requests=requests,
-        input_tokens=ledger["input_tokens"],
+        requests=extraction.get("calls", by_task.get("extract_facts", 0)),
+        input_tokens=extraction.get("input", ledger["input_tokens"]),
         limits=limits,
         latency=run["latency_s"],
         concurrency=run["concurrency"],
     )
+    extract_s = run["steps_s"].get("extract_facts") or 0.0
     price = price_for(bench_settings())
     usd = (ledger["input_tokens"] * price.input + ledger["output_tokens"] * price.output) / 1e6
     pass_s = run["job_s"] or run["wall_s"]
     return {
         "pass_s": pass_s,
         "wall_s": run["wall_s"],
-        "extract_s": run["steps_s"].get("extract_facts"),
+        "extract_s": extract_s,
+        "extract_input_tokens": extraction.get("input"),
         "chunk_s": run["steps_s"].get("chunk_conversations"),
         "requests": requests,
         "extract_requests": by_task.get("extract_facts", 0),
@@ -268,26 +292,29 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "excerpts": ledger.get("excerpts", 0),
         "bound_s": round(max(bounds.values()), 1),
         "bound_by": max(bounds, key=bounds.__getitem__),
-        "pass_over_bound": round(pass_s / max(bounds.values()), 2),
+        "extract_over_bound": round(extract_s / max(bounds.values()), 2),
+        "outages": run.get("outages"),
+        "outage_s": run.get("outage_s"),
         "batch_requests": ledger.get("batch", {}).get("requests", 0),
     }
 
 
 def _print_header() -> None:
     print(
-        "| export | mode | limits | C | pass | extract_facts | requests | 429s | input tokens "
-        "| bound | pass / bound | status |"
+        "| export | mode | limits | C | pass | extract_facts | its bound | extract / bound "
+        "| extraction requests | 429s | breaker openings | input tokens (all calls) | status |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def _print_row(run: dict[str, Any]) -> None:
     s = run["summary"]
     print(
         f"| {run['export']} | {run['mode']} | {run['tier']} | {run['concurrency']} | "
-        f"**{_minutes(s['pass_s'])}** | {_minutes(s['extract_s'] or 0)} | {s['requests']:,} | "
-        f"{s['throttled']:,} | {s['input_tokens']:,} | {_minutes(s['bound_s'])} "
-        f"({s['bound_by']}) | {s['pass_over_bound']} | {run['status']} |",
+        f"**{_minutes(s['pass_s'])}** | {_minutes(s['extract_s'])} | "
+        f"{_minutes(s['bound_s'])} ({s['bound_by']}) | {s['extract_over_bound']} | "
+        f"{s['extract_requests']:,} | {s['throttled']:,} | {s['outages']} | "
+        f"{s['input_tokens']:,} | {run['status']} |",
         flush=True,
     )
 
