@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rows": rows,
                 "inspect": estimate,
                 "extract_counts": run["extract_counts"],
+                "tokens_by_task": run["tokens_by_task"],
                 "ledger": run["ledger"],
             }
         )
