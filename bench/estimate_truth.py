@@ -29,7 +29,8 @@ from typing import Any
 from app.pricing import BATCH_DISCOUNT, price_for
 from app.processors.inspect import inspect_export
 from bench.common import OUT_DIR, bench_settings, machine, quiet_logs
-from bench.time_to_complete import TIERS, run_pass
+from bench.rate_limits import TIERS
+from bench.time_to_complete import run_pass
 
 __all__ = ["TOLERANCE", "compare", "ledger_totals", "main"]
 

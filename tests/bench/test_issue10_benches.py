@@ -15,7 +15,8 @@ from bench.extraction_text import measure
 from bench.llm_cost import _budget_table
 from bench.planted import write_planted_export
 from bench.quality import score_budget
-from bench.time_to_complete import TIERS, lower_bound_s, parse_tier, summarise
+from bench.rate_limits import TIERS, lower_bound_s, parse_tier
+from bench.time_to_complete import summarise
 from tests.bench.exports import chatgpt_conversation, write_json
 
 
