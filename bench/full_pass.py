@@ -25,6 +25,7 @@ from app.domain import Chunk, Fact, FactCategory, JobStatus, NewJob
 from app.ports import (
     LLM,
     ExtractionRequest,
+    ExtractionResult,
     LLMCall,
     LLMReply,
     MemoryRequest,
@@ -55,10 +56,14 @@ class InstantLLM:
     def __init__(self, delay_s: float = 0.0) -> None:
         self.delay_s = delay_s
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
-        return LLMReply(value=[], call=LLMCall(task="extract_facts", model=self.model))
+        result = ExtractionResult(facts=tuple([] for _ in request.excerpts))
+        return LLMReply(value=result, call=LLMCall(task="extract_facts", model=self.model))
+
+    async def probe(self) -> None:
+        return None
 
     async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
         raise NotImplementedError
@@ -77,22 +82,28 @@ _CATEGORIES = list(FactCategory)
 
 
 class ManyFactsLLM(OfflineLLM):
-    """The offline provider, but every extraction returns `n` distinct ~90-character facts."""
+    """The offline provider, but every excerpt of a request gets `n` distinct ~90-character facts
+    (as a model would on chatty chunks, whatever the request packs)."""
 
     def __init__(self, n: int) -> None:
         super().__init__()
         self.n = n
 
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[list[Fact]]:
-        rng = random.Random(request.chunk_id)
-        facts = [
-            Fact(
-                category=_CATEGORIES[i % len(_CATEGORIES)],
-                text="The user " + " ".join(rng.choice(WORDS) for _ in range(12)) + ".",
+    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
+        per_excerpt = []
+        for excerpt in request.excerpts:
+            rng = random.Random(excerpt.chunk_id)
+            per_excerpt.append(
+                [
+                    Fact(
+                        category=_CATEGORIES[i % len(_CATEGORIES)],
+                        text="The user " + " ".join(rng.choice(WORDS) for _ in range(12)) + ".",
+                    )
+                    for i in range(self.n)
+                ]
             )
-            for i in range(self.n)
-        ]
-        return LLMReply(value=facts, call=LLMCall(task="extract_facts", model=self.model))
+        result = ExtractionResult(facts=tuple(per_excerpt))
+        return LLMReply(value=result, call=LLMCall(task="extract_facts", model=self.model))
 
 
 def make_llm(kind: str, settings: Settings) -> LLM:
@@ -163,9 +174,16 @@ async def close_all(llms: Sequence[LLM]) -> None:
 
 
 async def timed_extraction(
-    chunks: Sequence[Chunk], *, llm: LLM, store: LocalStore, settings: Settings, concurrency: int
+    chunks: Sequence[Chunk],
+    *,
+    llm: LLM,
+    store: LocalStore,
+    settings: Settings,
+    concurrency: int,
+    request_tokens: int | None = None,
 ) -> tuple[ExtractionOutcome, CostLedger, float]:
-    """`extract_facts` alone over `chunks` (no signals): its outcome, its ledger, wall seconds."""
+    """`extract_facts` alone over `chunks` (no signals): its outcome, its ledger, wall seconds.
+    `request_tokens`: the packing budget (default: the setting's)."""
     ledger = CostLedger(price_for(settings), llm.provider, llm.model)
     started = time.perf_counter()
     outcome = await extract_facts(
@@ -177,5 +195,6 @@ async def timed_extraction(
         concurrency=concurrency,
         max_failure_ratio=settings.extraction_failure_ratio,
         ledger=ledger,
+        request_tokens=request_tokens or settings.extraction_request_tokens,
     )
     return outcome, ledger, time.perf_counter() - started

@@ -5,7 +5,9 @@
 The real `extract_facts` with the real `AnthropicLLM` (the SDK over HTTP, its own retries) against
 the Messages-API simulator in a subprocess (latency 1.0 s ± 20 %), a fresh `LocalStore` in a temp
 dir for the fact cache each run, N distinct chunks that all make a call (taken from the generated
-export). Efficiency = ceil(N / C) × mean latency / wall time. With `--faults` every clean run is
+export), one chunk a request by default (`--request-tokens 1`: the scheduler measured on its own;
+a larger budget packs them, as a pass does). Efficiency = ceil(requests / C) × mean latency /
+wall time. With `--faults` every clean run is
 followed by one at the same concurrency with 10 % 429s (retry-after 1 s) and 2 % 529s: chunks lost,
 retries (the SDK's, from each call's `retries_taken`, and the simulator's outcome counts) and the
 wall-time overhead against the clean run of the same pair.
@@ -67,6 +69,7 @@ async def run_once(
     jitter: float,
     faults: bool,
     seed: int,
+    request_tokens: int = 1,
 ) -> dict[str, Any]:
     fault_args: dict[str, float] = FAULTS if faults else {}
     with (
@@ -80,13 +83,18 @@ async def run_once(
         store = LocalStore(Path(data_dir))
         try:
             outcome, ledger, wall = await timed_extraction(
-                chunks, llm=llm, store=store, settings=settings, concurrency=concurrency
+                chunks,
+                llm=llm,
+                store=store,
+                settings=settings,
+                concurrency=concurrency,
+                request_tokens=request_tokens,
             )
         finally:
             await llm.aclose()
             await store.aclose()
         sim = sim_ledger(url)
-    ideal = math.ceil(len(chunks) / concurrency) * latency
+    ideal = math.ceil(outcome.calls / concurrency) * latency
     step = ledger.step("extract_facts")
     return {
         "concurrency": concurrency,
@@ -135,7 +143,12 @@ async def _main(args: argparse.Namespace) -> list[dict[str, Any]]:
     for concurrency, runs in _parse_plan(args.plan):
         clean, faulty = [], []
         for n in range(runs):
-            kwargs = {"concurrency": concurrency, "latency": args.latency, "jitter": args.jitter}
+            kwargs: dict[str, Any] = {
+                "concurrency": concurrency,
+                "latency": args.latency,
+                "jitter": args.jitter,
+                "request_tokens": args.request_tokens,
+            }
             clean.append(await run_once(chunks, faults=False, seed=n, **kwargs))
             if args.faults:
                 faulty.append(await run_once(chunks, faults=True, seed=n, **kwargs))
@@ -166,6 +179,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=1.0)
     parser.add_argument("--jitter", type=float, default=0.2)
     parser.add_argument("--faults", action="store_true", help="pair each run with a faulty one")
+    parser.add_argument(
+        "--request-tokens", type=int, default=1, help="EXTRACTION_REQUEST_TOKENS (1: a chunk each)"
+    )
     parser.add_argument("--quick", action="store_true", help="60 chunks at 0.2 s, one run each")
     args = parser.parse_args()
     if args.quick:

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from app.config import Settings
-from app.pricing import price_for
+from app.pricing import ModelPrice, price_for
 from app.processors.extraction.plan import (
     estimate_extraction,
     fixed_request_tokens,
@@ -87,6 +87,7 @@ def _report(path: Path, *, budgets: list[int]) -> dict[str, Any]:
     price = price_for(settings)
     started = time.perf_counter()
     designs = [our_design_cost(path, settings=settings), earlier_design_cost(path)]
+    budgets = [b for b in dict.fromkeys(budgets) if b != settings.extraction_request_tokens]
     for budget in budgets:
         if budget != settings.extraction_request_tokens:
             other = bench_settings(extraction_request_tokens=budget)
@@ -117,13 +118,57 @@ def _report(path: Path, *, budgets: list[int]) -> dict[str, Any]:
         "usd_batch_vs_earlier_realtime": ours.usd(price, batch=True) / earlier.usd(price),
     }
     print("ours / earlier: " + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items()))
+    by_budget = _budget_table(designs, [settings.extraction_request_tokens, *budgets], price)
     print(f"({time.perf_counter() - started:.1f} s)")
     return {
         "export": str(path),
         "bytes": path.stat().st_size,
         "designs": [d.as_dict(price) for d in designs],
         "ratios": ratios,
+        "by_budget": by_budget,
     }
+
+
+def _budget_table(
+    designs: list[DesignCost], budgets: list[int], price: ModelPrice
+) -> list[dict[str, Any]]:
+    """Per request budget: calls (and against one chunk a call, when budget 1 was priced) and
+    USD against the earlier design's realtime USD. `designs`: ours at the default budget, the
+    earlier design, then ours at each other budget in `budgets[1:]` order (duplicates skipped)."""
+    earlier = designs[1]
+    ours: dict[int, DesignCost] = {budgets[0]: designs[0]}
+    rest = iter(designs[2:])
+    for budget in budgets[1:]:
+        if budget not in ours:
+            ours[budget] = next(rest)
+    unpacked = ours.get(1)
+    base = earlier.usd(price)
+    print(
+        "| request budget | calls | calls / one chunk a call | input tokens | USD realtime "
+        "| USD batch | realtime / earlier | batch / earlier |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    rows = []
+    for budget in sorted(ours):
+        d = ours[budget]
+        row = {
+            "budget": budget,
+            "calls": d.calls,
+            "calls_vs_unpacked": d.calls / unpacked.calls if unpacked else None,
+            "input_tokens": d.input_tokens,
+            "usd_realtime": d.usd(price),
+            "usd_batch": d.usd(price, batch=True),
+            "realtime_vs_earlier": d.usd(price) / base,
+            "batch_vs_earlier": d.usd(price, batch=True) / base,
+        }
+        rows.append(row)
+        vs = f"{row['calls_vs_unpacked']:.3f}" if unpacked else "—"
+        print(
+            f"| {budget:,} | {d.calls:,} | {vs} | {d.input_tokens:,} | "
+            f"${row['usd_realtime']:.2f} | ${row['usd_batch']:.2f} | "
+            f"{row['realtime_vs_earlier']:.3f} | {row['batch_vs_earlier']:.3f} |"
+        )
+    return rows
 
 
 def main() -> None:

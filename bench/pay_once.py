@@ -8,10 +8,11 @@ same export again, (3) a re-export with `growth` more data: the generator with t
 larger size yields the very same conversations first, then new ones (it draws conversations from
 one seeded stream), which is what a later export of a still-active account looks like.
 
-Extraction calls per run come from the job row (`stats.counts.extract_facts.calls`) and from the
-simulator's ledger (requests by task). Expected calls for run 3 are counted independently: chunks
-of the re-export whose content hash was not in the first export and that carry words of the
-user's, plus the user-signal batches that changed.
+Excerpts extracted and requests per run come from the job row (`stats.counts.extract_facts`:
+`extracted`, `calls`) and from the simulator's ledger (requests by task). The excerpts to
+extract in run 3 are counted independently: chunks of the re-export whose content hash was not
+in the first export and that carry words of the user's, plus the user-signal batches that
+changed; they are packed into requests like any uncached chunks.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ async def _runs(old: Path, new: Path, *, concurrency: int) -> list[dict[str, Any
                         "chunks": counts.get("chunks"),
                         "cached": counts.get("cached"),
                         "calls": counts.get("calls"),
+                        "extracted": counts.get("extracted"),
                         "failed": counts.get("failed"),
                         "sim_requests_by_task": delta,
                     }
@@ -130,19 +132,24 @@ def main() -> None:
         f"conversations (+{new_conversations}, {new_conversations / len(a['conversations']):.1%}; "
         f"old ones first and unchanged: {kept}), {len(b['hashes'])} chunks, "
         f"{len(new_hashes)} new ({sum(new_hashes.values())} with user words), changed signal "
-        f"batches {len(b['signal_batches'] - a['signal_batches'])} → expected calls {expected}"
+        f"batches {len(b['signal_batches'] - a['signal_batches'])} → expected excerpts to "
+        f"extract {expected} (packed into requests)"
     )
     results = asyncio.run(_runs(old, new, concurrency=args.concurrency))
-    print("| run | export | chunks | cache hits | extraction calls | simulator requests | wall |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| run | export | chunks | cache hits | excerpts extracted | extraction requests "
+        "| simulator requests | wall |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
-            f"| {r['run']} | {r['export']} | {r['chunks']} | {r['cached']} | {r['calls']} | "
+            f"| {r['run']} | {r['export']} | {r['chunks']} | {r['cached']} | {r['extracted']} | "
+            f"{r['calls']} | "
             f"{r['sim_requests_by_task']} | {r['wall_s']} s |"
         )
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     out = OUT_DIR / f"pay-once-{int(time.time())}.json"
-    summary = {"machine": machine(), "expected_calls_re_export": expected, "runs": results}
+    summary = {"machine": machine(), "expected_excerpts_re_export": expected, "runs": results}
     out.write_text(json.dumps(summary, indent=2))
     print(f"written {out}")
 
