@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     extraction_failure_ratio: float = Field(default=0.1, ge=0.0, le=1.0)
     # Excerpt tokens one extraction request carries: consecutive uncached chunks, across
     # conversations, share a request up to this (docs/EXTRACTION.md: the choice, in figures).
-    extraction_request_tokens: int = Field(default=4_000, ge=1, le=100_000)
+    extraction_request_tokens: int = Field(default=8_000, ge=1, le=100_000)
     fact_token_budget: int = Field(default=24_000, ge=1_000)
     # Distinct facts held while extracting (consolidation.FactBook): past it the lowest-priority
     # are dropped. 20,000 ≥ 2 × what reduce's pre-cut (4 × fact_token_budget tokens) can keep;

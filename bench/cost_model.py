@@ -12,7 +12,7 @@ by what the call would extract rather than a flat amount per call:
   is a floor; but both designs are counted by the same rules over the text each sends, so the
   same statement read twice (an overlap, a repeated message) is paid twice, as it would be.
 - **What a fact costs** depends on the reply format: ours is one `record_facts` item
-  `{"category": …, "fact": …, "from_signal": …}` (compact JSON, as tool input is generated); the
+  `{"category": …, "fact": …}` (compact JSON, as tool input is generated); the
   earlier design answered a five-key JSON object pretty-printed like its prompt's example, facts as
   strings or small objects. A `ReplyFormat` holds both: `skeleton` (the empty reply: the per-call
   overhead) and `item` (one fact as written, or None when the format has no place for it).
@@ -77,12 +77,13 @@ def output_tokens(facts: Iterable[Fact], calls: int, reply: ReplyFormat) -> int:
 
 
 def _our_item(fact: Fact) -> str:
-    item = {"category": fact.category.value, "fact": fact.text, "from_signal": fact.from_signal}
+    item = {"category": fact.category.value, "fact": fact.text}
     return json.dumps(item, ensure_ascii=False) + ", "
 
 
 # Ours is priced by `app.processors.extraction.plan.estimate_extraction` (the reply's own JSON:
-# every excerpt listed by id with its facts); this format is for the unpacked comparison rows.
+# excerpts with facts under their ids, the others' ids in one list); this format is for the
+# unpacked comparison rows.
 OUR_REPLY = ReplyFormat(name="record_facts tool input", skeleton='{"excerpts": []}', item=_our_item)
 
 # The earlier design's reply: its five keys, pretty-printed as in its prompt's example. Facts of

@@ -66,12 +66,12 @@ async def test_batch_pass_through_the_real_sdk_costs_half_and_gives_realtimes_me
         keys = {"anthropic_api_key": "sk-ant-test", "anthropic_base_url": simulator.base_url}
         # A few excerpts a request: [3, 3, 1] for the sample.
         batch, profile = await _run(
-            tmp_path, "batch", llm_mode="batch", extraction_request_tokens=400, **keys
+            tmp_path, "batch", llm_mode="batch", extraction_request_tokens=350, **keys
         )
         ledger = simulator.ledger()
         llm.skipped = 1  # the realtime run gets complete replies
         realtime, realtime_profile = await _run(
-            tmp_path, "realtime", extraction_request_tokens=400, **keys
+            tmp_path, "realtime", extraction_request_tokens=350, **keys
         )
 
     assert batch["status"] == "complete", batch["error"]

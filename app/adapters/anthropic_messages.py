@@ -15,8 +15,16 @@ from anthropic.types import Message
 from pydantic import BaseModel, ValidationError
 
 from app.errors import LLMBadOutput, LLMRefused
-from app.ports import ExtractionRequest, ExtractionResult, LLMCall, LLMUsage, ReduceRequest
+from app.ports import (
+    Excerpt,
+    ExtractionRequest,
+    ExtractionResult,
+    LLMCall,
+    LLMUsage,
+    ReduceRequest,
+)
 from app.processors import prompts
+from app.processors.reading.text import estimate_tokens
 
 __all__ = [
     "MAX_TOKENS",
@@ -40,19 +48,31 @@ MAX_TOKENS: dict[str, int] = {
     "write_memory": 8_192,  # one call per job over ≤ FACT_TOKEN_BUDGET of facts
     "write_sections": 4_096,  # five sections, ~30 short fields
 }
-# A packed extraction reply: the list's framing plus, per excerpt, its id and a few facts
-# (~45 tokens of JSON each). A reply cut at the limit is split and asked again in halves.
+# A packed extraction reply: the framing, then per excerpt an id (a token or two under no_facts)
+# or its facts (~22 tokens each), which scale with what the excerpt says: half a token of reply a
+# token of excerpt, at most 200 an excerpt (~8 facts), and room for its cap of facts a batch of
+# notes. A reply cut at the limit is split and asked again in halves.
 _EXTRACT_BASE_TOKENS = 320
-_EXTRACT_TOKENS_PER_EXCERPT = 200
+_EXTRACT_EXCERPT_TOKENS = 16
+_EXTRACT_EXCERPT_MAX_TOKENS = 200
+_EXTRACT_TOKENS_PER_FACT = 24
 _EXTRACT_MAX_TOKENS = 8_192
 _REDUCE_BASE_TOKENS = 256
 _REDUCE_TOKENS_PER_FACT = 64
 _REDUCE_MAX_TOKENS = 16_384
 
 
-def extraction_max_tokens(excerpts: int) -> int:
-    """`max_tokens` for a packed extraction request of `excerpts` excerpts."""
-    return min(_EXTRACT_MAX_TOKENS, _EXTRACT_BASE_TOKENS + _EXTRACT_TOKENS_PER_EXCERPT * excerpts)
+def _excerpt_reply_tokens(excerpt: Excerpt) -> int:
+    if excerpt.signals:
+        return _EXTRACT_EXCERPT_TOKENS + _EXTRACT_TOKENS_PER_FACT * prompts.facts_cap(excerpt)
+    said = _EXTRACT_EXCERPT_TOKENS + estimate_tokens(excerpt.text) // 2
+    return min(_EXTRACT_EXCERPT_MAX_TOKENS, said)
+
+
+def extraction_max_tokens(request: ExtractionRequest) -> int:
+    """`max_tokens` for a packed extraction request: what its excerpts' replies can need."""
+    wanted = _EXTRACT_BASE_TOKENS + sum(_excerpt_reply_tokens(e) for e in request.excerpts)
+    return min(_EXTRACT_MAX_TOKENS, wanted)
 
 
 def _reduce_max_tokens(target_count: int) -> int:
@@ -80,7 +100,7 @@ def extraction_params(request: ExtractionRequest) -> dict[str, Any]:
         "extract_facts",
         system=prompts.EXTRACT_SYSTEM,
         user=prompts.extraction_message(request),
-        max_tokens=extraction_max_tokens(len(request.excerpts)),
+        max_tokens=extraction_max_tokens(request),
     )
 
 

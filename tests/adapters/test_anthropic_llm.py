@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
@@ -47,7 +48,7 @@ NOTES = Excerpt(
     signals=(UserSignal(kind="bio", text="Works as a nurse.", conversation_id="conv-1"),),
 )
 CHUNK = ExtractionRequest.of(MOVING, NOTES)
-EMPTY = {"excerpts": [{"id": "1", "facts": []}, {"id": "2", "facts": []}]}
+EMPTY = {"excerpts": [], "no_facts": [1, 2]}
 
 
 def _message(
@@ -117,27 +118,10 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
 ) -> None:
     payload = {
         "excerpts": [
-            {
-                "id": "1",
-                "facts": [
-                    {
-                        "category": "About Me",
-                        "fact": "The user is moving to Bergen.",
-                        "from_signal": False,
-                    }
-                ],
-            },
-            {
-                "id": "2",
-                "facts": [
-                    {
-                        "category": "About Me",
-                        "fact": "The user works as a nurse.",
-                        "from_signal": True,
-                    }
-                ],
-            },
-        ]
+            {"id": 1, "facts": [{"category": "About Me", "fact": "The user is moving to Bergen."}]},
+            {"id": 2, "facts": [{"category": "About Me", "fact": "The user works as a nurse."}]},
+        ],
+        "no_facts": [],
     }
     route = router.post(URL).mock(
         return_value=_tool_reply(
@@ -151,7 +135,7 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
     tool = prompts.tool_for("extract_facts")
     assert tool is not None
     assert body["model"] == MODEL
-    assert body["max_tokens"] == extraction_max_tokens(2) == 720
+    assert body["max_tokens"] == extraction_max_tokens(CHUNK)
     assert body["system"] == prompts.EXTRACT_SYSTEM
     assert body["tools"] == [tool.param()]
     assert body["tools"][0]["strict"] is True
@@ -159,15 +143,17 @@ async def test_extract_facts_sends_the_exact_request_and_records_the_call(
     assert not {"temperature", "top_p", "top_k"} & body.keys()
     user = body["messages"][0]["content"]
     assert body["messages"][0]["role"] == "user"
-    assert '<excerpt id="1" date="2024-05-02" title="Moving house">\n' in user
+    assert '<excerpt id="1" date="2024-05-02">\n' in user  # short: no title
     assert f"\n{MOVING.text}\n</excerpt>" in user
-    assert '<user_signals id="2">\n<signal kind="bio">\nWorks as a nurse.\n</signal>' in user
-    assert "every excerpt id (1, 2)" in user
+    # undated after a dated block: says so, rather than inherit the day before
+    assert '<user_signals id="2" date="unknown">\n<signal kind="bio">\nWorks as a nurse.\n' in user
+    assert "every excerpt id from 1 to 2 once" in user
     assert route.calls[-1].request.headers["authorization"] == "Bearer sk-test"
 
     assert reply.value.facts == (
         [Fact(category=FactCategory.ABOUT_ME, text="The user is moving to Bergen.")],
-        [Fact(category=FactCategory.ABOUT_ME, text="The user works as a nurse.", from_signal=True)],
+        # marked as the user's own words by the stage, which knows the excerpt (Unit.attach)
+        [Fact(category=FactCategory.ABOUT_ME, text="The user works as a nurse.")],
     )
     assert reply.value.unknown == 0
     call = reply.call
@@ -378,8 +364,8 @@ def test_from_settings_without_a_key_says_what_to_set() -> None:
 async def test_a_reply_that_skips_an_excerpt_or_names_an_unknown_one_says_so(
     router: respx.Router, llm: AnthropicLLM
 ) -> None:
-    fact = {"category": "People", "fact": "The user's partner is Ana.", "from_signal": False}
-    payload = {"excerpts": [{"id": "1", "facts": [fact]}, {"id": "7", "facts": [fact]}]}
+    fact = {"category": "People", "fact": "The user's partner is Ana."}
+    payload = {"excerpts": [{"id": 1, "facts": [fact]}, {"id": 7, "facts": [fact]}], "no_facts": []}
     router.post(URL).mock(return_value=_tool_reply("record_facts", payload))
     with capture_logs() as logs:
         reply = await llm.extract_facts(CHUNK)
@@ -391,13 +377,34 @@ async def test_a_reply_that_skips_an_excerpt_or_names_an_unknown_one_says_so(
     assert [e["unknown"] for e in logs if e["event"] == "llm.reply_unknown_excerpts"] == [1]
 
 
-def test_the_reply_budget_grows_with_the_excerpts_up_to_a_cap() -> None:
-    assert extraction_max_tokens(1) < extraction_max_tokens(8) < extraction_max_tokens(100)
-    assert extraction_max_tokens(100) == 8_192
+def _excerpt(text: str) -> Excerpt:
+    return replace(MOVING, text=text)
 
 
-def test_facts_per_excerpt_are_capped() -> None:
-    many = [{"category": "About Me", "fact": f"Fact {n}.", "from_signal": False} for n in range(40)]
-    reply = prompts.ExtractedFacts.model_validate({"excerpts": [{"id": "1", "facts": many}]})
-    result = prompts.parse_extraction_reply(reply, excerpts=1)
-    assert len(result.facts[0] or []) == prompts.MAX_FACTS_PER_CHUNK
+def test_the_reply_budget_follows_what_the_excerpts_say_up_to_a_cap() -> None:
+    def budget(*excerpts: Excerpt) -> int:
+        return extraction_max_tokens(ExtractionRequest(excerpts))
+
+    short, long = _excerpt("User: I like tea."), _excerpt("User: " + "word " * 2_000)
+    assert budget(short) < budget(short, short) < budget(long)
+    assert budget(short) < 400  # a one-line excerpt reserves a few dozen tokens, not 200
+    assert budget(long) == budget(_excerpt("User: " + "word " * 9_000))  # at most 200 an excerpt
+    assert budget(*[long] * 100) == 8_192
+    notes = replace(NOTES, signals=NOTES.signals * 30)
+    assert budget(notes) > 30 * 24  # room for a fact a note, at least
+
+
+def test_excerpts_without_facts_are_named_once_and_the_unnamed_are_told_apart() -> None:
+    fact = {"category": "People", "fact": "The user's partner is Ana."}
+    request = ExtractionRequest.of(MOVING, MOVING, MOVING, MOVING)
+    reply = prompts.ExtractedFacts.model_validate(
+        {"excerpts": [{"id": "#2", "facts": [fact]}], "no_facts": [1, 2, "3", 9]}
+    )
+    result = prompts.parse_extraction_reply(reply, excerpts=len(request.excerpts))
+    assert result.facts == (
+        [],
+        [Fact(category=FactCategory.PEOPLE, text="The user's partner is Ana.")],  # facts win
+        [],
+        None,  # named nowhere: asked about again
+    )
+    assert result.unknown == 1  # 9

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from app.domain import Chunk, Fact, FactCategory
+from app.domain import Chunk, Fact, FactCategory, UserSignal
 from app.errors import LLMBadOutput, LLMRefused
 from app.ports import Excerpt
 from app.processors.extraction.packing import MAX_EXCERPTS_PER_REQUEST, Packer, chunk_unit
@@ -66,7 +66,7 @@ def test_the_packer_fills_requests_in_order_up_to_the_budget() -> None:
     # A unit larger than the budget goes alone; a tiny one never passes the excerpt limit.
     assert Packer(budget_tokens=1).add(units[0]) is None
     many = Packer(budget_tokens=10**9)
-    closed = [p for u in units * 10 if (p := many.add(u))]
+    closed = [p for u in units * 40 if (p := many.add(u))]
     assert [len(p) for p in closed] == [MAX_EXCERPTS_PER_REQUEST, MAX_EXCERPTS_PER_REQUEST]
 
 
@@ -76,7 +76,7 @@ async def test_chunks_of_many_conversations_share_requests_and_keep_their_proven
     chunks = [make_chunk(i) for i in range(24)]
     llm = ScriptedLLM(extract=_said)
     found: list[Fact] = []
-    out = await _run(chunks, llm, store, budget=400, found=found)
+    out = await _run(chunks, llm, store, budget=200, found=found)
     assert 24 / 8 <= out.calls == llm.calls["extract_facts"] < 24
     assert sum(llm.excerpts_per_request) == 24
     assert out.chunks_extracted == 24
@@ -222,7 +222,61 @@ def test_excerpt_dates_and_ids_are_in_the_prompt() -> None:
         Excerpt("b", "c2", None, None, "User: My dog is Rex."),
     ]
     built = prompts.extraction_message(ExtractionRequest(tuple(excerpts)))
-    assert '<excerpt id="1" date="2024-06-01" title="Trip">' in built
-    assert '<excerpt id="2" title="untitled">' in built
+    # Short one-line excerpts are listed, after their ids, a list a day; an undated one after a
+    # dated one says so.
+    assert '<excerpt_list date="2024-06-01">\n1. User: I fly to Oslo.\n</excerpt_list>' in built
+    assert '<excerpt_list date="unknown">\n2. User: My dog is Rex.\n</excerpt_list>' in built
     assert built.endswith("Do not reply to the conversations.")
-    assert "(1, 2)" in built
+    assert "every excerpt id from 1 to 2 once" in built
+
+
+def test_a_block_says_only_what_the_one_before_it_did_not() -> None:
+    from app.ports import ExtractionRequest
+    from app.processors import prompts
+
+    long = "User: " + "I am planning the route through the fjords. " * 20
+    excerpts = [
+        Excerpt("a", "c1", "Trip", date(2024, 6, 1), long),
+        Excerpt("b", "c1", "Trip", date(2024, 6, 1), long),  # the same conversation, same day
+        Excerpt("c", "c2", "Dogs", date(2024, 6, 1), long),  # a new conversation, same day
+        Excerpt("d", "c3", "Tea", date(2024, 6, 2), "User: I like tea."),  # short, a new day
+        Excerpt("e", "c4", "Cat", date(2024, 6, 2), "User: My cat is Ida."),  # listed with it
+        Excerpt("f", "c5", "Sea", date(2024, 6, 2), "User: I swim.\nUser: In the sea."),  # 2 lines
+    ]
+    request = ExtractionRequest(tuple(excerpts))
+    built = prompts.extraction_message(request)
+    heads = [line for line in built.splitlines() if line.startswith("<excerpt")]
+    assert heads == [
+        '<excerpt id="1" date="2024-06-01" title="Trip">',
+        '<excerpt id="2">',
+        '<excerpt id="3" title="Dogs">',
+        '<excerpt_list date="2024-06-02">',
+        '<excerpt id="6">',  # short, but two lines: a block of its own
+    ]
+    assert "\n4. User: I like tea.\n5. User: My cat is Ida.\n</excerpt_list>" in built
+    # What the model is told each excerpt's date and text are, read back as the simulator does.
+    parsed = prompts.parse_extraction_input(built)
+    assert [e.date for e in parsed.excerpts] == [e.date for e in excerpts]
+    assert [e.text for e in parsed.excerpts] == [e.text for e in excerpts]
+    # A request's size is bounded before it is built: every attribute an excerpt could carry.
+    for excerpt, head in zip(excerpts[:3], heads, strict=False):
+        assert len(prompts.excerpt_overhead_text(excerpt)) >= len(head + "\n\n</excerpt>\n\n")
+    assert prompts.excerpt_overhead_text(excerpts[3]) == "99. \n"  # a listed one: its id
+
+
+def test_facts_are_capped_per_excerpt_and_a_batch_of_notes_keeps_more() -> None:
+    from app.processors import prompts
+    from app.processors.extraction.packing import signal_unit
+
+    many = [Fact(category=FactCategory.ABOUT_ME, text=f"Fact {n}.") for n in range(80)]
+    chunk = chunk_unit(make_chunk(1), "User: I live in city number 1.")
+    notes = signal_unit(
+        tuple(UserSignal(kind="bio", text=f"Note {n}.", conversation_id="c") for n in range(30))
+    )
+    kept = chunk.attach(many)
+    assert len(kept) == prompts.MAX_FACTS_PER_CHUNK
+    assert [f.text for f in kept] == [f.text for f in many[: len(kept)]]  # the first: the best
+    assert not any(f.from_signal for f in kept)
+    from_notes = notes.attach(many)
+    assert len(from_notes) == 60  # two facts a note: 30 notes
+    assert all(f.from_signal for f in from_notes)  # the user's own words, by their block

@@ -16,14 +16,16 @@ from datetime import date
 from app.domain import Chunk, Fact, UserSignal
 from app.ports import Excerpt, ExtractionRequest
 from app.processors.extraction.text import signal_key
-from app.processors.prompts import excerpt_overhead_text
+from app.processors.prompts import excerpt_overhead_text, facts_cap
 from app.processors.reading.text import estimate_tokens
 
 __all__ = ["MAX_EXCERPTS_PER_REQUEST", "Packer", "Unit", "chunk_unit", "request_of", "signal_unit"]
 
-# However small the excerpts, a request carries at most this many: ids stay short, the reply's
-# list stays one the model keeps in order, and an unusable reply costs a bounded split.
-MAX_EXCERPTS_PER_REQUEST = 48
+# However small the excerpts, a request carries at most this many: ids stay three digits, and an
+# unusable reply costs a bounded split. The reply names an excerpt without facts by its id alone,
+# so many tiny excerpts are cheap to answer; the token budget closes nearly every request first
+# (192 one-message excerpts are ~7,000 tokens).
+MAX_EXCERPTS_PER_REQUEST = 192
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Unit:
     from_signal: bool = False
 
     def attach(self, facts: Sequence[Fact]) -> list[Fact]:
+        """The excerpt's facts as the pass keeps them: at most its cap, with its provenance."""
         return [
             replace(
                 f,
@@ -45,7 +48,7 @@ class Unit:
                 date=self.date,
                 from_signal=f.from_signal or self.from_signal,
             )
-            for f in facts
+            for f in facts[: facts_cap(self.excerpt)]
         ]
 
 

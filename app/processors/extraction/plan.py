@@ -115,7 +115,7 @@ def estimate_extraction(
         estimate.facts += sum(len(f or ()) for f in result.facts)
         reply = json.dumps(prompts.extraction_tool_input(result), ensure_ascii=False)
         estimate.output_tokens += estimate_tokens(reply)
-        estimate.reserved_output_tokens += extraction_max_tokens(len(pack))
+        estimate.reserved_output_tokens += extraction_max_tokens(request)
     estimate.chunks, estimate.skipped = counts["chunks"], counts["skipped"]
     return estimate
 

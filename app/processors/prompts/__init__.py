@@ -21,6 +21,7 @@ from app.processors.prompts.extraction import (
     excerpt_overhead_text,
     extraction_message,
     extraction_tool_input,
+    facts_cap,
     parse_extraction_input,
     parse_extraction_reply,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "excerpt_overhead_text",
     "extraction_message",
     "extraction_tool_input",
+    "facts_cap",
     "memory_message",
     "parse_extraction_input",
     "parse_extraction_reply",
@@ -74,9 +76,11 @@ __all__ = [
     "tool_for",
 ]
 
-# p2: packed requests — several excerpts a request, each with its id; the reply lists every
+# p3: a block says only what the one before it did not (date, title); the reply names excerpts
+# without facts in one list of ids; signal facts are marked by their block, not by the model.
+# p2: packed requests — several excerpts a request, each with its id; the reply listed every
 # excerpt's facts under its id (issue 10). p1 sent one chunk a request.
-PROMPT_VERSION = "p2"
+PROMPT_VERSION = "p3"
 
 # The forced tool of each structured task; `write_memory` replies in plain markdown.
 _TOOLS: dict[str, ToolSpec] = {

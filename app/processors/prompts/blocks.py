@@ -16,6 +16,7 @@ __all__ = ["Tag", "attr", "block", "blocks", "neutralise", "one", "restore"]
 
 class Tag(StrEnum):
     EXCERPT = "excerpt"
+    EXCERPT_LIST = "excerpt_list"
     SIGNALS = "user_signals"
     SIGNAL = "signal"
     CATEGORY = "category"
