@@ -122,6 +122,8 @@ class SkipHopelessRetries(anthropic.Middleware):
         params = request.json
         if response.status_code != 429 or not isinstance(params, Mapping):
             return response
+        if "messages" not in params:
+            return response  # not a Messages request (a batch, say): nothing of ours to size
         http = response.http_response
         try:
             await http.aread()

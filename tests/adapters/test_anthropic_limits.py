@@ -167,3 +167,14 @@ async def test_an_ordinary_429_is_still_retried_and_waited_out() -> None:
         await adapter.write_sections(SMALL)
     await adapter.aclose()
     assert route.call_count == 3
+
+
+async def test_a_batch_429_is_not_sized_and_still_retried() -> None:
+    router = respx.Router(assert_all_called=False)
+    full = {"anthropic-ratelimit-input-tokens-remaining": "50000"}
+    route = router.post(f"{URL}/batches").mock(return_value=_429(_refusal(), **full))
+    adapter = AnthropicLLM(_client(router, max_retries=2), model=MODEL)
+    with pytest.raises(anthropic.RateLimitError):  # the client batches() uses: middleware and all
+        await adapter._client.messages.batches.create(requests=[])
+    await adapter.aclose()
+    assert route.call_count == 3
