@@ -5,6 +5,7 @@ the service at startup, saying what to change."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,7 @@ from app.ports import SectionsRequest
 from app.pricing import ModelPrice
 from app.processors import prompts
 from app.processors.composing.sections import regenerate_sections
+from app.processors.inspect import inspect_export
 from app.processors.ledger import CostLedger
 from app.processors.reading.text import estimate_tokens
 from app.processors.reading.v2_sample import V2Sampler
@@ -28,6 +30,7 @@ from app.processors.request_fit import (
     sections_sample_tokens,
     usable_input_tokens,
 )
+from bench.make_export import write_export
 from tests.support.fakes import ScriptedLLM
 
 TIER_1 = 50_000
@@ -134,6 +137,21 @@ async def test_regeneration_sizes_the_sample_by_memory_and_the_limit() -> None:
     ]
     assert asked == expected
     assert asked[0][1] - asked[1][1] == estimate_tokens(MEMORY)
+
+
+def test_inspect_sizes_v2_as_the_pass_does(tmp_path: Path) -> None:
+    export = write_export(tmp_path / "export.json", size_mb=1.0, fmt="json", seed=11)
+    tier_1 = inspect_export(export, settings=Settings(_env_file=None))  # type: ignore[call-arg]
+    tier_2 = inspect_export(
+        export,
+        settings=Settings(_env_file=None, anthropic_input_tokens_per_minute=450_000),  # type: ignore[call-arg]
+    )
+    assert tier_1["v2"]["input_tokens_per_minute"] == TIER_1
+    assert tier_1["v2"]["conversations_left_out"] > 0
+    assert tier_1["v2"]["input_tokens"] <= usable_input_tokens(TIER_1)
+    assert tier_2["v2"]["conversations_left_out"] == 0
+    assert tier_2["v2"]["input_tokens"] > TIER_1  # what tier 1 would refuse every time
+    assert tier_2["estimated_llm_input_tokens"] > tier_1["estimated_llm_input_tokens"]
 
 
 # --- the other requests, at startup -----------------------------------------------------------
