@@ -30,7 +30,8 @@ __all__ = [
 MIN_MESSAGES = 4
 MESSAGE_CHARS = 2_000
 # One conversation's formatted text is cut here: the prompt holds 600,000 chars, so even the
-# richest conversation leaves room for at least 19 others. Bounds the sampler at ~6 MB of text.
+# richest conversation leaves room for at least 19 others (3 in the ~130,000 that fit tier 1's
+# per-minute limit). Bounds the sampler at ~6 MB of text.
 MAX_CONVERSATION_CHARS = 30_000
 _SEPARATOR = "\n\n"
 
