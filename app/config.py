@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     anthropic_base_url: str | None = None
     anthropic_max_retries: int = Field(default=4, ge=0, le=10)
     anthropic_timeout_seconds: float = 90.0
+    # The organisation's input-tokens-per-minute limit (tier 1: 50,000). One request larger than
+    # it is refused every time, so every request is sized to fit it (app/processors/request_fit.py):
+    # v2's sample is cut to what fits; settings that make another request too large stop startup.
+    # Raise it with the account's tier: at ~200,000 v2 gets DESIGN's full 600,000 characters.
+    anthropic_input_tokens_per_minute: int = Field(default=50_000, ge=1_000)
     llm_backend: Literal["auto", "anthropic", "offline"] = "auto"
     # realtime: the Messages API, FACT_EXTRACTION_CONCURRENCY requests in flight. batch:
     # extraction and reduce through the Message Batches API — half price, no per-minute limits,

@@ -18,6 +18,7 @@ __all__ = [
     "LLMError",
     "LLMFatal",
     "LLMRefused",
+    "LLMRequestTooLarge",
     "LLMUnavailable",
     "NotFound",
     "PipelineError",
@@ -177,6 +178,17 @@ class LLMFatal(LLMError):
     def __init__(self, message: str, *, reason: str = "rejected request") -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class LLMRequestTooLarge(LLMFatal):
+    """One request larger than the organisation's per-minute limit: Anthropic answers 429 every
+    time, so it is not waited out (the breaker) but fails for that request — for v2, v2 is
+    skipped. The message says the request's size, the limit and what to set."""
+
+    code = "llm_request_too_large"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="request too large for the rate limit")
 
 
 class LLMBadOutput(LLMError):

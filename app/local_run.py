@@ -24,7 +24,7 @@ from app.config import Settings
 from app.domain import SECTION_NAMES, Job, JobStatus, NewJob
 from app.errors import AppError
 from app.jobs import JobRunner
-from app.main import build_guarded_llm, build_runner
+from app.main import build_guarded_llm, build_runner, check_settings
 from app.metrics import REGISTRY
 from app.sections import SectionSet
 from app.workspace import render_workspace, write_workspace
@@ -96,6 +96,7 @@ async def process_export(
 ) -> ProcessResult:
     """Run the full pass over `export` and write the workspace into `out_dir` (if given)."""
     settings = settings.model_copy(update={"store_backend": "local", "run_worker": True})
+    check_settings(settings, serving=False)  # e.g. a request too large for the minute: say so now
     store = LocalStore(settings.local_data_dir)
     llm = build_guarded_llm(settings)
     display = _Progress(progress or sys.stderr)

@@ -26,6 +26,7 @@ from app.ops.routes import mount_ops
 from app.ports import LLM, Store
 from app.pricing import price_for_llm
 from app.processors.context import Pipeline
+from app.processors.request_fit import requests_over_limit
 
 __all__ = [
     "build_guarded_llm",
@@ -59,6 +60,10 @@ def check_settings(settings: Settings, *, serving: bool = True) -> None:
             )
     if settings.llm_backend == "anthropic" and settings.anthropic_api_key is None:
         raise ConfigError("LLM_BACKEND=anthropic needs ANTHROPIC_API_KEY")
+    # A request larger than the per-minute limit is refused every time: say so now, not at a
+    # job's first such request (app/processors/request_fit.py). Offline, nothing is sent.
+    if settings.uses_anthropic and (problems := requests_over_limit(settings)):
+        raise ConfigError("; ".join(problems))
 
 
 def build_store(settings: Settings) -> Store:

@@ -126,6 +126,9 @@ def run_pass(
             "fact_extraction_concurrency": concurrency,
             "llm_mode": mode,
             "poll_seconds": 0.2,
+            # The account's tier, as its operator sets it: v2's request is sized to fit it (no
+            # limit: large enough for DESIGN's whole sample).
+            "anthropic_input_tokens_per_minute": limits.itpm or 1_000_000,
         }
         if request_tokens is not None:
             settings["extraction_request_tokens"] = request_tokens

@@ -162,6 +162,23 @@ def test_process_bad_export_exits_2_and_writes_nothing(
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["process", "worker"])
+def test_a_request_too_large_for_the_minute_stops_before_any_call(
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-never-used")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # nothing listens: no call
+    monkeypatch.setenv("FACT_TOKEN_BUDGET", "60000")
+    args = [command, str(SAMPLE)] if command == "process" else [command]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "MEMORY's request reaches ~60,632 input tokens" in err
+    assert "lower FACT_TOKEN_BUDGET to at most 39,368" in err
+
+
 # --- configuration, as a person meets it -----------------------------------------------------
 
 

@@ -3,7 +3,9 @@
 Structured replies come through a forced, strict tool (`tool_choice={"type": "tool", ...}`) and are
 validated with pydantic; MEMORY is plain markdown. `stop_reason` is checked before anything is read:
 a reply cut at `max_tokens` or a refusal is never parsed. Vendor errors are translated here into
-`app.errors` so the pipeline decides on our terms (see docs/LLM.md for the table).
+`app.errors` so the pipeline decides on our terms (see docs/LLM.md for the table); a 429 for a
+request larger than the organisation's per-minute limit is not retried and is `LLMRequestTooLarge`
+(anthropic_limits.py).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import structlog
 from anthropic.types import Message
 from pydantic import BaseModel
 
+from app.adapters.anthropic_limits import Overrun, RequestSize, SkipHopelessRetries, overrun
 from app.adapters.anthropic_messages import (
     MAX_TOKENS,
     call_of,
@@ -29,7 +32,7 @@ from app.adapters.anthropic_messages import (
     tool_params,
 )
 from app.config import Settings
-from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMUnavailable
+from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRequestTooLarge, LLMUnavailable
 from app.ports import (
     ExtractionRequest,
     ExtractionResult,
@@ -76,10 +79,35 @@ def _unavailable(exc: anthropic.APIStatusError) -> tuple[str, str]:
     return "server error", "Anthropic had an internal error"
 
 
-def translate_error(exc: anthropic.AnthropicError, *, model: str) -> LLMError:
+def _too_large(over: Overrun, rid: str) -> LLMRequestTooLarge:
+    if over.kind == "output":
+        return LLMRequestTooLarge(
+            f"the request reserves max_tokens={over.need:,} output tokens, more than the "
+            f"organisation's limit of {over.limit:,} output tokens a minute, so Anthropic refuses "
+            f"it every time{rid}: raise the account's rate limits (its tier)"
+        )
+    if over.larger_than_estimated:
+        return LLMRequestTooLarge(
+            f"Anthropic refused the request (~{over.need:,} input tokens by our estimate) with "
+            f"the organisation's {over.limit:,} input tokens a minute unused: it is larger than "
+            f"estimated and never fits{rid}: lower ANTHROPIC_INPUT_TOKENS_PER_MINUTE to leave "
+            "requests more room, or raise the account's rate limits (its tier)"
+        )
+    return LLMRequestTooLarge(
+        f"the request (~{over.need:,} input tokens) is larger than the organisation's limit of "
+        f"{over.limit:,} input tokens a minute, so Anthropic refuses it every time{rid}: set "
+        f"ANTHROPIC_INPUT_TOKENS_PER_MINUTE to {over.limit:,} so requests are sized to fit, or "
+        "raise the account's rate limits (its tier)"
+    )
+
+
+def translate_error(
+    exc: anthropic.AnthropicError, *, model: str, request: RequestSize | None = None
+) -> LLMError:
     """Our error for a vendor error that outlasted the SDK's retries, named for what happened
     (cannot connect, timed out, rate limited, overloaded, rejected key, no credit…) and saying
-    what to do."""
+    what to do. With the `request`'s size, a 429 it can never get past (larger than a limit the
+    response states) is `LLMRequestTooLarge`, not the provider being unavailable."""
     if isinstance(exc, anthropic.APIStatusError):
         rid = f" (request id {exc.request_id})" if exc.request_id else ""
         detail = (exc.api_message or "").strip()[:200]
@@ -113,6 +141,10 @@ def translate_error(exc: anthropic.AnthropicError, *, model: str) -> LLMError:
                 "key can use, e.g. claude-haiku-4-5",
                 reason="unknown model",
             )
+        if isinstance(exc, anthropic.RateLimitError) and request is not None:
+            over = overrun(request, exc.response.headers, exc.api_message or "")
+            if over is not None:
+                return _too_large(over, rid)
         if isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError) or (
             exc.status_code in (408, 409)
         ):
@@ -146,7 +178,8 @@ class AnthropicLLM:
     """Implements `app.ports.LLM`. Build it once per process with `from_settings`."""
 
     def __init__(self, client: anthropic.AsyncAnthropic, *, model: str) -> None:
-        self._client = client
+        # A 429 for a request that can never fit the per-minute limits is not retried.
+        self._client = client.with_middleware(SkipHopelessRetries())
         self._model = model
 
     @classmethod
@@ -233,7 +266,7 @@ class AnthropicLLM:
         try:
             raw = await self._client.messages.with_raw_response.create(model=self._model, **params)
         except anthropic.AnthropicError as exc:
-            error = translate_error(exc, model=self._model)
+            error = translate_error(exc, model=self._model, request=RequestSize.of(params))
             _log.warning(
                 "llm.call_failed",
                 task=task,

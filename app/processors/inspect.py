@@ -6,7 +6,8 @@ The estimate prices the requests a pass would make with an empty fact cache, in 
   packing, the real request text), input by our estimator; output as the reply's JSON carrying
   the facts the offline rules find in each request — a floor, since a model finds more;
 - MEMORY: one call over the facts (at most `fact_token_budget` tokens of them);
-- v2: one call over the sampled conversations plus MEMORY.
+- v2: one call over the sampled conversations plus MEMORY, the sample cut as the pass cuts it
+  to fit `ANTHROPIC_INPUT_TOKENS_PER_MINUTE` (request_fit.py).
 
 In batch mode extraction (and reduce, when the facts outgrow the budget) go through the Message
 Batches API at half price; MEMORY and v2 stay realtime. Token counts come from `estimate_tokens`
@@ -29,6 +30,7 @@ from app.processors.reading.export_reader import ExportReader
 from app.processors.reading.ingest_stats import IngestStats
 from app.processors.reading.text import estimate_tokens
 from app.processors.reading.v2_sample import V2Sampler
+from app.processors.request_fit import sections_sample_tokens
 
 __all__ = ["FACT_TOKENS", "inspect_export"]
 
@@ -69,8 +71,12 @@ def inspect_export(path: Path, *, settings: Settings) -> dict[str, Any]:
     fact_tokens = min(settings.fact_token_budget, extraction.facts * FACT_TOKENS)
     memory_in = estimate_tokens(prompts.MEMORY_SYSTEM) + fact_tokens + _MEMORY_HEADINGS_TOKENS
     memory_out = fact_tokens + _MEMORY_HEADINGS_TOKENS
-    sample = sampler.render(limit=settings.v2_sample_size)
-    v2_in = estimate_tokens(prompts.SECTIONS_SYSTEM) + estimate_tokens(sample) + memory_out
+    budget = sections_sample_tokens(
+        memory_tokens=memory_out,
+        input_tokens_per_minute=settings.anthropic_input_tokens_per_minute,
+    )
+    sample = sampler.fit(limit=settings.v2_sample_size, max_tokens=budget)
+    v2_in = estimate_tokens(prompts.SECTIONS_SYSTEM) + estimate_tokens(sample.text) + memory_out
     after_in, after_out = memory_in + v2_in, memory_out + _SECTIONS_OUTPUT_TOKENS
     calls = extraction.requests + 2
     total_in = extraction.input_tokens + after_in
@@ -92,6 +98,14 @@ def inspect_export(path: Path, *, settings: Settings) -> dict[str, Any]:
         "chunks": extraction.chunks,
         "chunk_target_tokens": settings.chunk_target_tokens,
         "v2_sample_conversations": len(sampler),
+        "v2": {
+            "input_tokens_per_minute": settings.anthropic_input_tokens_per_minute,
+            "sample_token_budget": budget,
+            "conversations": sample.conversations,
+            "conversations_left_out": sample.left_out,
+            "chars": len(sample.text),
+            "input_tokens": v2_in,
+        },
         "model": settings.anthropic_model,
         "extraction": {
             "request_tokens": settings.extraction_request_tokens,

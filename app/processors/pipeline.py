@@ -252,13 +252,30 @@ async def _regenerate(
     """v2 sections. Waiting for an unavailable provider happens inside the call (the breaker);
     unusable replies, a refusal to bill or an unexpected error skip v2 — never the pass's
     failure (DESIGN §3): the earlier sections stay, and the job says why."""
+    per_minute = ctx.settings.anthropic_input_tokens_per_minute
+
+    def render_sample(*, limit: int, max_tokens: int) -> str:
+        sample = ingest.sampler.fit(limit=limit, max_tokens=max_tokens)
+        # What one request could carry, for the job's stats: no conversation text.
+        ctx.count(
+            "v2_regeneration",
+            conversations=sample.conversations,
+            left_out=sample.left_out,
+            chars=len(sample.text),
+            sample_tokens=sample.tokens,
+            sample_token_budget=max_tokens,
+        )
+        return sample.text
+
     try:
         async with ctx.step("v2_regeneration", sample=len(ingest.sampler)):
+            ctx.count("v2_regeneration", input_tokens_per_minute=per_minute)
             return await regenerate_sections(
-                render_sample=lambda limit: ingest.sampler.render(limit=limit),
+                render_sample=render_sample,
                 memory_md=memory_md,
                 llm=ctx.llm,
                 ledger=ledger,
+                input_tokens_per_minute=per_minute,
             )
     except StepFailed as failed:
         cause = failed.error

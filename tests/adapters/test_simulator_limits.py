@@ -10,6 +10,9 @@ from datetime import datetime
 import anthropic
 import pytest
 
+from app.adapters.anthropic_llm import AnthropicLLM
+from app.errors import LLMRequestTooLarge
+from app.ports import SectionsRequest
 from tests.support.messages_simulator import Simulator, SimulatorConfig, running_simulator
 from tests.support.simulator_limits import RateLimiter
 
@@ -56,15 +59,30 @@ def test_output_is_reserved_from_max_tokens_then_corrected_to_use() -> None:
     assert limiter.admit(input_tokens=1, max_tokens=800).retry_after == 0
 
 
-def test_a_need_beyond_the_limit_waits_for_a_full_bucket_then_leaves_a_debt() -> None:
+def test_a_need_beyond_the_whole_limit_is_refused_every_time_and_takes_nothing() -> None:
     clock = Clock()
-    limiter = RateLimiter(requests=None, input_tokens=100, output_tokens=None, clock=clock)
+    limiter = RateLimiter(requests=None, input_tokens=100, output_tokens=1000, clock=clock)
     assert limiter.admit(input_tokens=50, max_tokens=1).retry_after == 0
-    assert limiter.admit(input_tokens=500, max_tokens=1).retry_after == 30  # until full
+    refused = limiter.admit(input_tokens=500, max_tokens=1)
+    assert (refused.oversized, refused.refused_by, refused.limit) == (True, "input-tokens", 100)
+    assert refused.retry_after == 30  # until the bucket is full, which will not help
     clock.now += 30
-    assert limiter.admit(input_tokens=500, max_tokens=1).retry_after == 0
-    assert limiter.headers()["anthropic-ratelimit-input-tokens-remaining"] == "0"
-    assert limiter.admit(input_tokens=1, max_tokens=1).retry_after == 241  # -400 → 1 at 100/min
+    again = limiter.admit(input_tokens=500, max_tokens=1)
+    assert (again.oversized, again.retry_after) == (True, 1)
+    headers = limiter.headers()
+    assert headers["anthropic-ratelimit-input-tokens-remaining"] == "100", "no debt"
+    output = limiter.admit(input_tokens=1, max_tokens=1001)
+    assert (output.oversized, output.refused_by, output.limit) == (True, "output-tokens", 1000)
+    assert limiter.admit(input_tokens=100, max_tokens=999).retry_after == 0  # exactly fits
+
+
+def test_an_ordinary_refusal_names_the_bucket_that_waits_longest() -> None:
+    clock = Clock()
+    limiter = RateLimiter(requests=10, input_tokens=100, output_tokens=None, clock=clock)
+    assert limiter.admit(input_tokens=90, max_tokens=1).retry_after == 0
+    refused = limiter.admit(input_tokens=60, max_tokens=1)
+    assert (refused.refused_by, refused.limit, refused.oversized) == ("input-tokens", 100, False)
+    assert refused.retry_after == 30  # 50 more at 100 a minute
 
 
 @pytest.fixture
@@ -142,3 +160,40 @@ async def test_batches_are_not_subject_to_the_per_minute_limits(simulator: Simul
         assert results == ["succeeded"] * 3
         with pytest.raises(anthropic.RateLimitError):
             await client.messages.create(max_tokens=1, **PING)
+
+
+BIG = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 8_000}]}  # ~2,000 tokens
+
+
+@pytest.mark.parametrize(
+    "simulator", [{"requests_per_minute": None, "input_tokens_per_minute": 1_000}], indirect=True
+)
+async def test_a_request_larger_than_the_whole_minute_is_refused_every_time(
+    simulator: Simulator,
+) -> None:
+    async with _client(simulator, max_retries=1) as client:
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            await client.messages.create(max_tokens=1, **BIG)
+        await client.messages.create(max_tokens=1, **PING)  # it took nothing
+    headers = refused.value.response.headers
+    assert headers["anthropic-ratelimit-input-tokens-limit"] == "1000"
+    assert headers["anthropic-ratelimit-input-tokens-remaining"] == "1000"
+    assert "of 1,000 input tokens per minute" in refused.value.message
+    assert "Please reduce the prompt length" in refused.value.message
+    # The plain SDK cannot tell it from a busy minute: it waited and asked again, in vain.
+    assert simulator.ledger()["by_outcome"] == {"oversized": 2, "ok": 1}
+
+
+@pytest.mark.parametrize(
+    "simulator", [{"requests_per_minute": None, "input_tokens_per_minute": 1_000}], indirect=True
+)
+async def test_the_adapter_asks_once_and_says_what_to_set(simulator: Simulator) -> None:
+    llm = AnthropicLLM(_client(simulator, max_retries=4), model=MODEL)
+    request = SectionsRequest(conversations="User: tell me more\n" * 400, memory_md="")
+    started = time.monotonic()
+    with pytest.raises(LLMRequestTooLarge, match="ANTHROPIC_INPUT_TOKENS_PER_MINUTE to 1,000"):
+        await llm.write_sections(request)
+    elapsed = time.monotonic() - started
+    await llm.aclose()
+    assert simulator.ledger()["by_task_outcome"] == {"write_sections": {"oversized": 1}}
+    assert elapsed < 0.9, "no retry-after wait"

@@ -36,19 +36,30 @@ def ledger() -> CostLedger:
     return CostLedger(PRICE, "fake", "fake-model")
 
 
+TIER_1 = 50_000
+
+
 def sampler(sizes: list[int], chars: int) -> Any:
-    def render(n: int) -> str:
-        sizes.append(n)
-        return "x" * (chars if n == 200 else chars // 2)
+    def render(*, limit: int, max_tokens: int) -> str:
+        sizes.append(limit)
+        return "x" * (chars if limit == 200 else chars // 2)
 
     return render
+
+
+def fixed(text: str) -> Any:
+    return lambda *, limit, max_tokens: text
 
 
 async def test_valid_reply_becomes_sections_with_every_field() -> None:
     sizes: list[int] = []
     llm = ScriptedLLM(sections=[full_reply()])
     out = await regenerate_sections(
-        render_sample=sampler(sizes, 1000), memory_md=MEMORY, llm=llm, ledger=ledger()
+        render_sample=sampler(sizes, 1000),
+        memory_md=MEMORY,
+        llm=llm,
+        ledger=ledger(),
+        input_tokens_per_minute=TIER_1,
     )
     assert sizes == [200]
     assert out.identity.ai_name == "Wren"
@@ -66,6 +77,7 @@ async def test_sample_falls_back_to_100_when_too_big_for_the_context() -> None:
         memory_md=MEMORY,
         llm=llm,
         ledger=ledger(),
+        input_tokens_per_minute=TIER_1,
         context_tokens=200_000,
     )
     assert sizes == [200, 100]
@@ -80,7 +92,11 @@ async def test_sample_falls_back_to_100_when_too_big_for_the_context() -> None:
 async def test_one_retry_with_a_correction(first: Any) -> None:
     llm = ScriptedLLM(sections=[first, full_reply()])
     out = await regenerate_sections(
-        render_sample=lambda n: "sample", memory_md=MEMORY, llm=llm, ledger=ledger()
+        render_sample=fixed("sample"),
+        memory_md=MEMORY,
+        llm=llm,
+        ledger=ledger(),
+        input_tokens_per_minute=TIER_1,
     )
     assert out.identity.ai_name == "Wren"
     assert llm.calls["write_sections"] == 2
@@ -91,7 +107,11 @@ async def test_two_invalid_replies_raise() -> None:
     llm = ScriptedLLM(sections=[LLMBadOutput("not JSON")])
     with pytest.raises(LLMBadOutput, match="not valid twice"):
         await regenerate_sections(
-            render_sample=lambda n: "sample", memory_md=MEMORY, llm=llm, ledger=ledger()
+            render_sample=fixed("sample"),
+            memory_md=MEMORY,
+            llm=llm,
+            ledger=ledger(),
+            input_tokens_per_minute=TIER_1,
         )
     assert llm.calls["write_sections"] == 2
 
@@ -100,7 +120,11 @@ async def test_two_invalid_replies_raise() -> None:
 async def test_generic_ai_name_is_replaced_deterministically(generic: str) -> None:
     llm = ScriptedLLM(sections=[full_reply(ai_name=generic)])
     out = await regenerate_sections(
-        render_sample=lambda n: "s", memory_md=MEMORY, llm=llm, ledger=ledger()
+        render_sample=fixed("s"),
+        memory_md=MEMORY,
+        llm=llm,
+        ledger=ledger(),
+        input_tokens_per_minute=TIER_1,
     )
     assert out.identity.ai_name in AI_NAMES
     assert out.identity.ai_name == derive_ai_name(MEMORY + "s")

@@ -18,7 +18,9 @@ by the same responder as `/v1/messages` (`_reply`); batch endpoints are not rate
 
 **Rate limits** (simulator_limits): requests, input and output tokens per minute (None = no limit),
 output reserved from `max_tokens` then corrected; a refusal is a 429 `rate_limit_error` with
-`retry-after`; `anthropic-ratelimit-*` headers on every `/v1/messages` response.
+`retry-after`, its message naming the limit as the API's does ("… of 50,000 input tokens per
+minute …"); a request larger than a whole limit is refused every time (outcome `oversized`);
+`anthropic-ratelimit-*` headers on every `/v1/messages` response.
 
 **Storms** (simulator_storms): `storm(outcome, seconds=, retry_after=, on_task=)` applies one
 outcome — `rate_limited`, `overloaded`, `server_error`, `connection_reset` (a TCP RST instead of a
@@ -179,7 +181,7 @@ class Simulator:
             return invalid.response(rid, gate.limit_headers())
         admission = gate.admit(input_tokens=prepared.input_tokens, max_tokens=prepared.max_tokens)
         if admission.retry_after:
-            self._ledger.realtime("throttled", task=task)
+            self._ledger.realtime("oversized" if admission.oversized else "throttled", task=task)
             return gate.throttled(admission).response(rid, gate.limit_headers())
         outcome = self._faults.outcome()
         if outcome in FAULTS:

@@ -24,6 +24,7 @@ from tests.support.simulator_wire import FAULTS, ApiError
 __all__ = ["TASKS", "Gate"]
 
 TASKS = ("extract_facts", "reduce_facts", "write_memory", "write_sections", "probe")
+_UNITS = {"requests": "requests", "input-tokens": "input tokens", "output-tokens": "output tokens"}
 
 
 class Gate:
@@ -114,10 +115,16 @@ class Gate:
         return self._limiter.admit(input_tokens=input_tokens, max_tokens=max_tokens)
 
     def throttled(self, admission: Admission) -> ApiError:
+        """The API's 429 for a refusal: the same words whether waiting helps or not."""
+        unit = _UNITS.get(admission.refused_by or "", "requests")
         return ApiError(
             429,
             "rate_limit_error",
-            "This request would exceed your organization's rate limit (simulated).",
+            "This request would exceed the rate limit for your organization (simulated) of "
+            f"{admission.limit:,} {unit} per minute. For details, refer to: "
+            "https://docs.claude.com/en/api/rate-limits. You can see the response headers for "
+            "current usage. Please reduce the prompt length or the maximum tokens requested, or "
+            "try again later.",
             headers={"retry-after": str(admission.retry_after)},
         )
 

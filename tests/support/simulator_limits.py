@@ -3,10 +3,12 @@
 Three buckets, each holding at most its per-minute limit and refilling at limit / minute:
 requests, input tokens and output tokens (None = unlimited, no bucket, no headers). A request is
 admitted when every bucket holds what it needs — 1 request, its input tokens, and its `max_tokens`
-reserved as output — or, for a need larger than the bucket, when the bucket is full (it then goes
-into debt, which throttles what follows). Otherwise it is refused, taking nothing, with
-`retry-after` = whole seconds until every bucket short of budget has refilled enough. When the
-reply is known `settle` corrects the reservation to the output actually produced.
+reserved as output. Otherwise it is refused, taking nothing, with `retry-after` = whole seconds
+until every bucket short of budget has refilled enough, naming the bucket that waits longest. A
+need larger than a bucket's whole limit is refused every time (`oversized`), as the API refuses a
+request larger than the organisation's per-minute limit ("Please reduce the prompt length or the
+maximum tokens requested"); its `retry-after` is the time until that bucket is full, which is no
+help. When the reply is known `settle` corrects the reservation to the output actually produced.
 `headers()` renders `anthropic-ratelimit-{requests,input-tokens,output-tokens}-{limit,remaining,
 reset}` (reset: RFC 3339 time at which the bucket is full again). `window_s` (default 60) lets a
 test run "per-minute" limits on a shorter clock.
@@ -41,10 +43,15 @@ class _Bucket:
 
 @dataclass(frozen=True)
 class Admission:
-    """What an admitted request took; `retry_after` > 0 means it was refused and took nothing."""
+    """What an admitted request took; `retry_after` > 0 means it was refused and took nothing,
+    `refused_by` naming the bucket ("requests", "input-tokens", "output-tokens") and `limit` its
+    per-minute limit; `oversized` when the request needs more than that whole limit."""
 
     reserved_output: int = 0
     retry_after: int = 0
+    refused_by: str | None = None
+    limit: int = 0
+    oversized: bool = False
 
 
 class RateLimiter:
@@ -74,12 +81,24 @@ class RateLimiter:
         now = self._clock()
         for bucket in self._buckets.values():
             bucket.refill(now)
-        wait = max((b.wait_for(needs[n]) for n, b in self._buckets.items()), default=0.0)
+        for name, bucket in self._buckets.items():
+            if needs[name] > bucket.capacity:
+                return self._refusal(name, bucket.wait_for(bucket.capacity), oversized=True)
+        waits = {name: b.wait_for(needs[name]) for name, b in self._buckets.items()}
+        name, wait = max(waits.items(), key=lambda item: item[1], default=("", 0.0))
         if wait > 0:
-            return Admission(retry_after=max(1, math.ceil(wait)))
+            return self._refusal(name, wait)
         for name, bucket in self._buckets.items():
             bucket.level -= needs[name]
         return Admission(reserved_output=max_tokens)
+
+    def _refusal(self, name: str, wait: float, *, oversized: bool = False) -> Admission:
+        return Admission(
+            retry_after=max(1, math.ceil(wait)),
+            refused_by=name,
+            limit=int(self._buckets[name].capacity),
+            oversized=oversized,
+        )
 
     def settle(self, admission: Admission, output_tokens: int) -> None:
         """Correct the reservation to the output produced (0 on an error: all given back)."""

@@ -1,5 +1,8 @@
 """v2_regeneration: the five sections from the richest conversations and MEMORY (DESIGN §6).
 
+The sample holds what fits one request under the organisation's per-minute input limit
+(`ANTHROPIC_INPUT_TOKENS_PER_MINUTE`, request_fit.py) — at most DESIGN's 600,000 characters: a
+request larger than the limit is refused every time, so at tier 1 the sample is smaller.
 The reply is validated into `SectionSet`; invalid JSON or a missing section gets one retry
 with a correction, then the step raises (the orchestrator treats that as non-fatal). `ai_name`
 is never empty nor generic: a deterministic name replaces one that is.
@@ -9,8 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 from pydantic import ValidationError
@@ -19,11 +21,14 @@ from app.domain import SECTION_NAMES
 from app.errors import LLMBadOutput
 from app.ports import LLM, SectionsRequest
 from app.processors.ledger import CostLedger
+from app.processors.reading.text import estimate_tokens
+from app.processors.request_fit import sections_sample_tokens
 from app.sections import GENERIC_AI_NAMES, NO_DATA, SectionSet
 
 __all__ = [
     "AI_NAMES",
     "HEADINGS",
+    "RenderSample",
     "derive_ai_name",
     "regenerate_sections",
     "render_soulprint_text",
@@ -69,19 +74,29 @@ def _validate(raw: Any) -> SectionSet:
     return SectionSet.model_validate(raw)
 
 
+class RenderSample(Protocol):
+    """The richest `limit` conversations as prompt text, within `max_tokens` estimated tokens."""
+
+    def __call__(self, *, limit: int, max_tokens: int) -> str: ...
+
+
 async def regenerate_sections(
     *,
-    render_sample: Callable[[int], str],
+    render_sample: RenderSample,
     memory_md: str,
     llm: LLM,
     ledger: CostLedger,
+    input_tokens_per_minute: int,
     context_tokens: int = 200_000,
 ) -> SectionSet:
     """One call (two at most) → validated sections. Raises LLMBadOutput after a failed retry."""
-    sample = render_sample(200)
+    budget = sections_sample_tokens(
+        memory_tokens=estimate_tokens(memory_md), input_tokens_per_minute=input_tokens_per_minute
+    )
+    sample = render_sample(limit=200, max_tokens=budget)
     if (len(sample) + len(memory_md)) // 4 + _RESERVED_TOKENS > context_tokens:
         _log.info("v2.sample_reduced", conversations=100, chars_before=len(sample))
-        sample = render_sample(100)
+        sample = render_sample(limit=100, max_tokens=budget)
     correction: str | None = None
     problem = ""
     for attempt in (1, 2):
