@@ -9,8 +9,9 @@ after `probe_initial_s`, then doubling up to `probe_max_s`, never sooner than th
 on: the call that failed is made again, so no chunk is lost and no attempt is counted.
 
 A reply that is unusable is not the provider being unavailable: only `LLMUnavailable` (429, 529,
-5xx, timeouts, no connection) opens the breaker. An outage is announced once (one log line, one
-alert, one note per running job) and its end once, whatever the number of jobs and calls.
+5xx, timeouts, no connection) opens the breaker. An opening is told to listeners once, and its
+end once, whatever the number of jobs and calls; the runner notes it on each job at once and
+alerts only when it lasts (PROVIDER_ALERT_AFTER_SECONDS: steady rate limiting is no outage).
 """
 
 from __future__ import annotations

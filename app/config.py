@@ -126,6 +126,10 @@ class Settings(BaseSettings):
     # (never sooner than the provider's retry-after).
     llm_probe_initial_seconds: float = Field(default=5.0, gt=0)
     llm_probe_max_seconds: float = Field(default=60.0, gt=0)
+    # An outage is announced (one alert, a "waiting" event on each job held) once the breaker
+    # has stayed open this long. Steady rate limiting at a low tier opens it for a few seconds
+    # every half-minute; that is the limit doing its work, not an outage to page anyone about.
+    provider_alert_after_seconds: float = Field(default=60.0, ge=0)
     shutdown_grace_seconds: float = Field(default=20, ge=0, le=290)
     alert_webhook: SecretStr | None = None
 

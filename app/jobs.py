@@ -80,6 +80,9 @@ class JobRunner:
         self._small: set[str] = set()  # jobs in a small-import slot
         self._loop_task: asyncio.Task[None] | None = None
         self._paused = False
+        self._provider_lock = asyncio.Lock()
+        self._announcing: asyncio.Task[None] | None = None
+        self._announced: set[str] = set()  # jobs given a "waiting" event in this outage
         if breaker is not None:
             breaker.subscribe(self._on_provider_change)
 
@@ -109,6 +112,8 @@ class JobRunner:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._announcing is not None:
+            self._announcing.cancel()
         log.info("runner.stopped", worker_id=self.worker_id)
 
     # --- claiming --------------------------------------------------------------------------
@@ -303,12 +308,33 @@ class JobRunner:
         await pipeline(job, ctx)
 
     async def _on_provider_change(self, outage: Outage | None) -> None:
-        """Once per outage: the alert; and on every job this runner holds, a note and an event."""
-        if outage is not None:
+        """On every job this runner holds, the note at once. The outage itself — one alert, and
+        a "waiting" event per job — once it has lasted PROVIDER_ALERT_AFTER_SECONDS; an opening
+        that closes sooner (steady rate limiting) is only logged and noted."""
+        async with self._provider_lock:
+            for held in list(self._held.values()):
+                held.ctx.pulse()
+                await held.ctx.set_note(outage.note() if outage is not None else None)
+            if self._announcing is not None:
+                self._announcing.cancel()
+                self._announcing = None
+            if outage is not None:
+                self._announcing = asyncio.create_task(self._announce(outage), name="outage-alert")
+                return
+            for held in list(self._held.values()):
+                if held.job.id in self._announced:
+                    await self.events.record(
+                        held.job, EventKind.RESUMED, step=held.ctx.current_step
+                    )
+            self._announced.clear()
+
+    async def _announce(self, outage: Outage) -> None:
+        await asyncio.sleep(self.settings.provider_alert_after_seconds)
+        async with self._provider_lock:
+            self._announcing = None  # past cancelling: the outage is announced whole
+            for held in list(self._held.values()):
+                self._announced.add(held.job.id)
+                await self.events.record(
+                    held.job, EventKind.WAITING, step=held.ctx.current_step, reason=outage.reason
+                )
             await self.alerter.provider_unavailable(outage)
-        kind = EventKind.WAITING if outage is not None else EventKind.RESUMED
-        for held in list(self._held.values()):
-            held.ctx.pulse()
-            await held.ctx.set_note(outage.note() if outage is not None else None)
-            detail = {"reason": outage.reason} if outage is not None else {}
-            await self.events.record(held.job, kind, step=held.ctx.current_step, **detail)

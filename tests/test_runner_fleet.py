@@ -13,10 +13,11 @@ import respx
 
 from app.adapters.local_store import LocalStore
 from app.alerts import Alerter
+from app.breaker import ProviderBreaker
 from app.cancellation import request_cancel
 from app.config import Settings
 from app.domain import Job, JobStatus, NewJob
-from app.errors import StoreUnavailable
+from app.errors import LLMUnavailable, StoreUnavailable
 from app.jobs import JobRunner
 from app.metrics import REGISTRY
 from app.processors.context import JobContext, NeedsLargeSlot
@@ -298,3 +299,64 @@ async def test_a_job_that_ends_for_good_stops_its_batches_at_the_provider(
     assert canceled == ["msgbatch_0"]  # the one still running; the read one is left alone
     states = {b.provider_batch_id: b.state for b in await store.list_llm_batches(job.id)}
     assert states == {"msgbatch_0": "abandoned", "msgbatch_1": "read"}
+
+
+@respx.mock
+async def test_an_outage_is_announced_once_it_lasts_and_a_short_opening_only_noted(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    """Steady rate limiting opens the breaker for seconds at a time: noted on the job, never
+    alerted. An opening that lasts PROVIDER_ALERT_AFTER_SECONDS is an outage: one alert, and a
+    "waiting" then a "resumed" event on the job."""
+    alerts = respx.post(WEBHOOK).respond(200)
+    settings = make_settings(tmp_path, provider_alert_after_seconds=0.4)
+    back = asyncio.Event()
+
+    async def probe() -> None:
+        if not back.is_set():
+            raise LLMUnavailable("429", reason="rate limited", retry_after=0)
+
+    breaker = ProviderBreaker(
+        provider="anthropic", probe=probe, probe_initial_s=0.02, probe_max_s=0.02
+    )
+    notes: list[str | None] = []
+
+    async def open_for(job: Job, seconds: float) -> None:
+        back.clear()
+        breaker.record_failure(LLMUnavailable("429", reason="rate limited", retry_after=0))
+        await asyncio.sleep(seconds)
+        notes.append((await store.get_job(job.id)).note)  # type: ignore[union-attr]
+        back.set()
+        await asyncio.wait_for(breaker.wait_closed(), timeout=5)
+        await asyncio.sleep(0.05)  # the listeners run as tasks of their own
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        async with ctx.step("extract_facts"):
+            await open_for(job, 0.1)  # shorter than the alert delay
+            assert [k for k, _ in await _kinds(store, job.id)].count("waiting") == 0
+            assert not alerts.called
+            await open_for(job, 0.8)  # an outage
+
+    job = await _queue(store)
+    runner = JobRunner(
+        store=store,
+        llm=_NoLLM(),  # type: ignore[arg-type]
+        settings=settings,
+        pipelines={"v2": pipeline},
+        alerter=Alerter(webhook_url=WEBHOOK, client=httpx.AsyncClient()),
+        breaker=breaker,
+    )
+    runner.start()
+    done = await _until(store, job.id, lambda j: j.status is JobStatus.COMPLETE)
+    await runner.stop()
+    await breaker.aclose()
+
+    assert done.note is None
+    assert all((n or "").startswith("waiting for Anthropic: rate limited since ") for n in notes)
+    assert len(notes) == 2
+    kinds = [k for k, _ in await _kinds(store, job.id)]
+    assert kinds.count("waiting") == 1
+    assert kinds.count("resumed") == 1
+    assert kinds.index("waiting") < kinds.index("resumed") < kinds.index("completed")
+    assert alerts.call_count == 1
+    assert b":hourglass: waiting for Anthropic: rate limited" in alerts.calls[0].request.content

@@ -22,6 +22,7 @@ __all__ = ["FAULT_CLOCKS", "Operator", "fault_settings"]
 FAULT_CLOCKS: dict[str, float] = {
     "llm_probe_initial_seconds": 0.2,
     "llm_probe_max_seconds": 0.5,
+    "provider_alert_after_seconds": 1.0,
 }
 
 
