@@ -276,6 +276,7 @@ async def _regenerate(
                 llm=ctx.llm,
                 ledger=ledger,
                 input_tokens_per_minute=per_minute,
+                sample_limit=ctx.settings.v2_sample_size,
             )
     except StepFailed as failed:
         cause = failed.error

@@ -84,6 +84,21 @@ async def test_sample_falls_back_to_100_when_too_big_for_the_context() -> None:
     assert len(llm.requests["write_sections"][0].conversations) == 400_000
 
 
+async def test_the_sample_holds_the_configured_number_of_conversations() -> None:
+    """V2_SAMPLE_SIZE, as `inspect` renders it: not a number of the function's own."""
+    sizes: list[int] = []
+    await regenerate_sections(
+        render_sample=sampler(sizes, 800_000),
+        memory_md=MEMORY,
+        llm=ScriptedLLM(sections=[full_reply()]),
+        ledger=ledger(),
+        input_tokens_per_minute=TIER_1,
+        sample_limit=60,
+        context_tokens=50_000,
+    )
+    assert sizes == [60, 30]
+
+
 @pytest.mark.parametrize(
     "first",
     [LLMBadOutput("not JSON"), {"soul": {}}, "not a dict"],

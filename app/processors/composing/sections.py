@@ -87,16 +87,18 @@ async def regenerate_sections(
     llm: LLM,
     ledger: CostLedger,
     input_tokens_per_minute: int,
+    sample_limit: int = 200,
     context_tokens: int = 200_000,
 ) -> SectionSet:
     """One call (two at most) → validated sections. Raises LLMBadOutput after a failed retry."""
     budget = sections_sample_tokens(
         memory_tokens=estimate_tokens(memory_md), input_tokens_per_minute=input_tokens_per_minute
     )
-    sample = render_sample(limit=200, max_tokens=budget)
+    sample = render_sample(limit=sample_limit, max_tokens=budget)
     if (len(sample) + len(memory_md)) // 4 + _RESERVED_TOKENS > context_tokens:
-        _log.info("v2.sample_reduced", conversations=100, chars_before=len(sample))
-        sample = render_sample(limit=100, max_tokens=budget)
+        half = max(1, sample_limit // 2)
+        _log.info("v2.sample_reduced", conversations=half, chars_before=len(sample))
+        sample = render_sample(limit=half, max_tokens=budget)
     correction: str | None = None
     problem = ""
     for attempt in (1, 2):
