@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, facts_or_miss
+from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, usable_facts
 from app.adapters.postgrest import SupabaseHttp, quoted, quoted_list
 from app.domain import Fact, fact_to_json
 from app.ports import FactCacheEntry, FactCacheKey
@@ -63,15 +63,7 @@ class SupabaseFactCache:
                     "select": "content_hash,facts",
                 }
             )
-            for row in rows:
-                facts = facts_or_miss(
-                    row["facts"],
-                    user_id=user_id,
-                    content_hash=row["content_hash"],
-                    extractor_version=extractor_version,
-                )
-                if facts is not None:
-                    found[row["content_hash"]] = facts
+            found |= usable_facts(rows, user_id=user_id, extractor_version=extractor_version)
         return found
 
     async def put(
