@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from app.adapters.local_batches import batch_from_row
 from app.adapters.postgrest import SupabaseHttp
+from app.adapters.rows import batch_from_row
 from app.batch_port import BatchState, LLMBatch
 from app.errors import StoreError
 
