@@ -16,14 +16,6 @@ from app.domain import Job
 from tests.support.seeding import seed_job
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("LOCAL_DATA_DIR", str(data))
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return data
-
-
 def _seed(data_dir: Path, *, fail: str | None = None, run: bool = False) -> Job:
     async def seed() -> Job:
         store = LocalStore(data_dir)
