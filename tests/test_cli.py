@@ -378,8 +378,7 @@ def seeded_cache(
             )
         yield "local"
         return
-    with pg.temporary_database("soulprint_cache_cli") as conninfo:
-        pg.apply_migrations(conninfo)
+    with pg.migrated_database("soulprint_cache_cli") as conninfo:
         with pg.connect(conninfo) as db:
             for row in _CACHE:
                 db.execute(
