@@ -10,7 +10,7 @@ call, at the batch price.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from app.batch_port import BatchKind, BatchProgress, BatchRequest, BatchResult, MessageBatches
@@ -31,22 +31,14 @@ class GuardedBatches:
         self.inner = inner
         self.breaker = breaker
 
-    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
-        while True:
-            await self.breaker.wait_closed()
-            try:
-                return await call()
-            except LLMUnavailable as exc:
-                self.breaker.record_failure(exc)
-
     async def create(self, requests: Sequence[BatchRequest]) -> str:
-        return await self._guarded(lambda: self.inner.create(requests))
+        return await self.breaker.guard(lambda: self.inner.create(requests))
 
     async def retrieve(self, batch_id: str) -> BatchProgress:
-        return await self._guarded(lambda: self.inner.retrieve(batch_id))
+        return await self.breaker.guard(lambda: self.inner.retrieve(batch_id))
 
     async def cancel(self, batch_id: str) -> None:
-        await self._guarded(lambda: self.inner.cancel(batch_id))
+        await self.breaker.guard(lambda: self.inner.cancel(batch_id))
 
     async def results(
         self, batch_id: str, *, kind: BatchKind, parts: Mapping[str, int]

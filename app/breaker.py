@@ -26,18 +26,10 @@ from typing import Any, Literal, TypeVar
 
 import structlog
 
+from app.delegating_llm import DelegatingLLM
 from app.errors import LLMUnavailable
 from app.metrics import METRICS
-from app.ports import (
-    LLM,
-    ExtractionRequest,
-    ExtractionResult,
-    LLMReply,
-    MemoryRequest,
-    MessageBatches,
-    ReduceRequest,
-    SectionsRequest,
-)
+from app.ports import LLM, LLMReply, MessageBatches
 
 __all__ = ["BreakerState", "GuardedLLM", "Outage", "ProviderBreaker"]
 
@@ -122,6 +114,16 @@ class ProviderBreaker:
         finally:
             METRICS.llm_waiting.dec()
 
+    async def guard(self, call: Callable[[], Awaitable[T]]) -> T:
+        """Make `call` once the breaker is closed; if it fails because the provider is
+        unavailable, open the breaker and make it again once it closes."""
+        while True:
+            await self.wait_closed()
+            try:
+                return await call()
+            except LLMUnavailable as exc:
+                self.record_failure(exc)
+
     # --- transitions ----------------------------------------------------------------------
 
     def record_failure(self, error: LLMUnavailable) -> None:
@@ -197,7 +199,7 @@ def _log_listener_failure(task: asyncio.Task[None]) -> None:
         log.warning("provider.listener_failed", error_type=type(error).__name__)
 
 
-class GuardedLLM:
+class GuardedLLM(DelegatingLLM):
     """Implements `LLM`: every call waits while the breaker is open, and a call that fails
     because the provider is unavailable opens it and is made again once it closes.
 
@@ -206,36 +208,11 @@ class GuardedLLM:
     """
 
     def __init__(self, inner: LLM, breaker: ProviderBreaker) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.breaker = breaker
 
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    async def _guarded(self, call: Callable[[], Awaitable[T]]) -> T:
-        while True:
-            await self.breaker.wait_closed()
-            try:
-                return await call()
-            except LLMUnavailable as exc:
-                self.breaker.record_failure(exc)
-
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
-        return await self._guarded(lambda: self.inner.extract_facts(request))
-
-    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
-        return await self._guarded(lambda: self.inner.reduce_facts(request))
-
-    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
-        return await self._guarded(lambda: self.inner.write_memory(request))
-
-    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
-        return await self._guarded(lambda: self.inner.write_sections(request))
+    async def _call(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
+        return await self.breaker.guard(call)
 
     def batches(self) -> MessageBatches | None:
         """The provider's Message Batches API behind the same breaker (app/batch_guard.py)."""
@@ -243,9 +220,6 @@ class GuardedLLM:
 
         inner = self.inner.batches()
         return None if inner is None else GuardedBatches(inner, self.breaker)
-
-    async def probe(self) -> None:
-        await self.inner.probe()
 
     async def aclose(self) -> None:
         """Stop probing and close the provider's client."""

@@ -9,22 +9,14 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from app.delegating_llm import DelegatingLLM
 from app.domain import Job
 from app.errors import LLMError
-from app.ports import (
-    LLM,
-    ExtractionRequest,
-    ExtractionResult,
-    LLMReply,
-    MemoryRequest,
-    MessageBatches,
-    ReduceRequest,
-    SectionsRequest,
-)
+from app.ports import LLM, LLMReply, MessageBatches
 from app.pricing import ModelPrice, call_cost_usd
 from app.queue_order import size_class
 
@@ -168,27 +160,13 @@ class Metrics:
 METRICS = Metrics(REGISTRY)
 
 
-class MeteredLLM:
+class MeteredLLM(DelegatingLLM):
     """Implements `LLM` by delegating, counting every call on the way through."""
 
     def __init__(self, inner: LLM, *, price: ModelPrice, metrics: Metrics = METRICS) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self._price = price
         self._metrics = metrics
-
-    @property
-    def provider(self) -> str:
-        return self.inner.provider
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-    async def probe(self) -> None:
-        await self.inner.probe()
 
     def batches(self) -> MessageBatches | None:
         from app.batch_guard import MeteredBatches
@@ -198,7 +176,7 @@ class MeteredLLM:
             return None
         return MeteredBatches(inner, price=self._price, metrics=self._metrics)
 
-    async def _measure(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
+    async def _call(self, task: str, call: Callable[[], Awaitable[LLMReply[T]]]) -> LLMReply[T]:
         metrics = self._metrics
         metrics.llm_in_flight.inc()
         started = time.monotonic()
@@ -219,15 +197,3 @@ class MeteredLLM:
         metrics.llm_usd.inc(call_cost_usd(reply.call, self._price))
         metrics.llm_retries.inc(reply.call.retries)
         return reply
-
-    async def extract_facts(self, request: ExtractionRequest) -> LLMReply[ExtractionResult]:
-        return await self._measure("extract_facts", lambda: self.inner.extract_facts(request))
-
-    async def reduce_facts(self, request: ReduceRequest) -> LLMReply[list[str]]:
-        return await self._measure("reduce_facts", lambda: self.inner.reduce_facts(request))
-
-    async def write_memory(self, request: MemoryRequest) -> LLMReply[str]:
-        return await self._measure("write_memory", lambda: self.inner.write_memory(request))
-
-    async def write_sections(self, request: SectionsRequest) -> LLMReply[dict[str, Any]]:
-        return await self._measure("write_sections", lambda: self.inner.write_sections(request))

@@ -1,5 +1,5 @@
-"""Shared fixtures: settings isolated from the environment, a real local store, and the app served
-through its own lifespan as production runs it."""
+"""Shared fixtures: settings isolated from the environment (or, for the CLI, a data directory set
+in it), a real local store, and the app served through its own lifespan as production runs it."""
 
 from __future__ import annotations
 
@@ -47,6 +47,15 @@ def _clean_settings_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """LOCAL_DATA_DIR for code that reads its settings from the environment, as the CLI does."""
+    data = tmp_path / "data"
+    monkeypatch.setenv("LOCAL_DATA_DIR", str(data))
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    return data
 
 
 @pytest.fixture

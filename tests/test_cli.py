@@ -30,14 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / ".." / "shared" / "samples"
 
 
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("LOCAL_DATA_DIR", str(data))
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return data
-
-
 def test_inspect_prints_a_summary(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     sample = Path(__file__).resolve().parents[1] / "app" / "sample_data" / "sample-export.json"
     assert main(["inspect", str(sample)]) == 0
@@ -386,8 +378,7 @@ def seeded_cache(
             )
         yield "local"
         return
-    with pg.temporary_database("soulprint_cache_cli") as conninfo:
-        pg.apply_migrations(conninfo)
+    with pg.migrated_database("soulprint_cache_cli") as conninfo:
         with pg.connect(conninfo) as db:
             for row in _CACHE:
                 db.execute(

@@ -12,43 +12,14 @@ import pytest
 
 from app.adapters.local_store import LocalStore
 from app.cli import main
-from app.domain import Job, JobStatus, NewJob
-
-
-@pytest.fixture
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    data = tmp_path / "data"
-    monkeypatch.setenv("LOCAL_DATA_DIR", str(data))
-    monkeypatch.setenv("LOG_LEVEL", "WARNING")
-    return data
+from app.domain import Job
+from tests.support.seeding import seed_job
 
 
 def _seed(data_dir: Path, *, fail: str | None = None, run: bool = False) -> Job:
     async def seed() -> Job:
         store = LocalStore(data_dir)
-        user = str(uuid.uuid4())
-        await store.ensure_profile(user)
-        job, _ = await store.enqueue_job(NewJob(user_id=user, storage_path=f"imports/{user}/e"))
-        if fail or run:
-            claimed = await store.claim_job(worker_id="w", lease_seconds=600)
-            assert claimed is not None
-            job = claimed
-            await store.append_job_event(
-                job_id=job.id, user_id=user, kind="claimed", attempt=1, worker_id="w"
-            )
-        if fail:
-            await store.append_job_event(
-                job_id=job.id,
-                user_id=user,
-                kind="step_failed",
-                attempt=1,
-                worker_id="w",
-                step=fail.split(":")[0],
-                detail={"error": fail, "duration_ms": 42},
-            )
-            await store.finish_job(
-                job_id=job.id, worker_id="w", status=JobStatus.FAILED, error_message=fail
-            )
+        job = await seed_job(store, run=run, fail=fail, trail=True)
         await store.aclose()
         return job
 

@@ -22,17 +22,10 @@ from app.errors import BadExport, LLMUnavailable
 from app.jobs import JobRunner, failure_message
 from app.processors.context import JobContext
 from tests.conftest import USER_ID, make_settings
+from tests.support.fakes import NoLLM
 
 WEBHOOK = "https://hooks.example.test/alert"
 Pipeline = Callable[[Job, JobContext], Awaitable[None]]
-
-
-class _NoLLM:
-    provider = "offline"
-    model = "none"
-
-    def batches(self) -> None:
-        return None
 
 
 async def _wait_for(
@@ -67,7 +60,7 @@ async def _run(
     client = httpx.AsyncClient()
     runner = JobRunner(
         store=store,
-        llm=_NoLLM(),  # type: ignore[arg-type]
+        llm=NoLLM(),  # type: ignore[arg-type]
         settings=settings,
         pipelines={version: pipeline},
         alerter=Alerter(webhook_url=WEBHOOK, client=client),

@@ -22,8 +22,7 @@ Conn = psycopg.Connection[dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:
-    with pg.temporary_database("soulprint_operator") as conninfo:
-        pg.apply_migrations(conninfo)
+    with pg.migrated_database("soulprint_operator") as conninfo:
         yield conninfo
 
 

@@ -14,31 +14,17 @@ import pytest
 from app.adapters.local_store import LocalStore
 from app.bulk_retry import bulk_retry
 from app.cancellation import finish_canceled, request_cancel
-from app.domain import Job, JobStatus, NewJob
+from app.domain import JobStatus, NewJob
 from app.errors import JobConflict, StoreUnavailable
 from app.events import JobEvents
 from app.fleet import CancelOutcome, EventKind, FailedJobQuery
 from app.forgetting import forget_user_data, job_temp_prefix
 from app.metrics import REGISTRY
+from tests.support.seeding import seed_job
 
 
 def _sample(name: str, **labels: str) -> float:
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def _job(store: LocalStore, *, run: bool = False, fail: str | None = None) -> Job:
-    user = str(uuid.uuid4())
-    await store.ensure_profile(user)
-    job, _ = await store.enqueue_job(NewJob(user_id=user, storage_path=f"imports/{user}/e.json"))
-    if run or fail:
-        claimed = await store.claim_job(worker_id="w", lease_seconds=60)
-        assert claimed is not None
-        job = claimed
-    if fail:
-        assert await store.finish_job(
-            job_id=job.id, worker_id="w", status=JobStatus.FAILED, error_message=fail
-        )
-    return job
 
 
 class _BrokenTrail(LocalStore):
@@ -53,7 +39,7 @@ async def test_the_recorder_never_raises_and_counts_what_it_could_not_write(
     tmp_path: Path,
 ) -> None:
     store = _BrokenTrail(tmp_path)
-    job = await _job(store, run=True)
+    job = await seed_job(store, run=True)
     before = _sample("soulprint_job_events_total", kind="claimed", outcome="failed")
     assert await JobEvents(store, "w").record(job, EventKind.CLAIMED) is False
     after = _sample("soulprint_job_events_total", kind="claimed", outcome="failed")
@@ -64,7 +50,7 @@ async def test_the_recorder_never_raises_and_counts_what_it_could_not_write(
 async def test_details_are_bounded_and_step_completed_carries_units(
     local_store: LocalStore,
 ) -> None:
-    job = await _job(local_store, run=True)
+    job = await seed_job(local_store, run=True)
     await local_store.update_job(job.id, {"export_bytes": 10 * 1024 * 1024})
     events = JobEvents(local_store, "w")
     stuck_before = _sample("soulprint_jobs_stuck_total", step="extract_facts")
@@ -95,7 +81,7 @@ async def test_details_are_bounded_and_step_completed_carries_units(
 
 
 async def test_cancel_of_a_queued_job_says_so_on_the_profile(local_store: LocalStore) -> None:
-    job = await _job(local_store)
+    job = await seed_job(local_store)
     before = _sample("soulprint_cancels_total", outcome="canceled")
     canceled, outcome = await request_cancel(local_store, job.id, actor="operator:test")
     assert (canceled.status, outcome) == (JobStatus.CANCELED, CancelOutcome.CANCELED)
@@ -115,7 +101,7 @@ async def test_cancel_of_a_queued_job_says_so_on_the_profile(local_store: LocalS
 async def test_a_running_job_is_stopped_by_its_runner_through_finish_canceled(
     local_store: LocalStore,
 ) -> None:
-    job = await _job(local_store, run=True)
+    job = await seed_job(local_store, run=True)
     await local_store.update_profile(job.user_id, {"full_pass_status": "processing"})
     requested, outcome = await request_cancel(local_store, job.id, actor="op")
     assert (requested.status, outcome) == (JobStatus.RUNNING, CancelOutcome.CANCEL_REQUESTED)
@@ -145,7 +131,7 @@ async def test_a_running_job_is_stopped_by_its_runner_through_finish_canceled(
 async def test_forget_refuses_an_active_job_unless_asked_to_cancel_it(
     local_store: LocalStore, tmp_path: Path
 ) -> None:
-    old = await _job(local_store, fail="x: Y: z")
+    old = await seed_job(local_store, fail="x: Y: z")
     active, _ = await local_store.enqueue_job(NewJob(user_id=old.user_id, storage_path="imports/a"))
     (tmp_path / f"{job_temp_prefix(old.id)}abc").mkdir()
     (tmp_path / f"{job_temp_prefix(old.id)}abc" / "export").write_bytes(b"x")
@@ -168,7 +154,7 @@ async def test_forget_refuses_an_active_job_unless_asked_to_cancel_it(
 async def test_forget_with_cancel_waits_for_a_running_job_then_refuses(
     local_store: LocalStore,
 ) -> None:
-    job = await _job(local_store, run=True)
+    job = await seed_job(local_store, run=True)
     with pytest.raises(JobConflict, match="a cancel was requested"):
         await forget_user_data(local_store, job.user_id, actor="op", cancel=True, wait_seconds=0)
     still = await local_store.get_job(job.id)
@@ -182,10 +168,10 @@ async def test_forget_with_cancel_waits_for_a_running_job_then_refuses(
 async def test_bulk_retry_dry_run_changes_nothing_and_the_real_run_requeues(
     local_store: LocalStore,
 ) -> None:
-    a = await _job(local_store, fail="extract_facts: LLMUnavailable: overloaded")
-    b = await _job(local_store, fail="extract_facts: LLMUnavailable: rate limited")
-    c = await _job(local_store, fail="download_conversations: ExportNotFound: gone")
-    blocked = await _job(local_store, fail="extract_facts: LLMUnavailable: again")
+    a = await seed_job(local_store, fail="extract_facts: LLMUnavailable: overloaded")
+    b = await seed_job(local_store, fail="extract_facts: LLMUnavailable: rate limited")
+    c = await seed_job(local_store, fail="download_conversations: ExportNotFound: gone")
+    blocked = await seed_job(local_store, fail="extract_facts: LLMUnavailable: again")
     await local_store.enqueue_job(NewJob(user_id=blocked.user_id, storage_path="imports/b"))
     query = FailedJobQuery(step="extract_facts", since=datetime.now(UTC) - timedelta(hours=1))
 

@@ -23,18 +23,11 @@ from app.metrics import REGISTRY
 from app.processors.context import JobContext, NeedsLargeSlot
 from app.queue_order import MB
 from tests.conftest import USER_ID, make_settings
+from tests.support.fakes import NoLLM
 
 WEBHOOK = "https://hooks.example.test/fleet"
 OTHER_USER = "7b1c0d2e-3f4a-4b5c-8d6e-9f0a1b2c3d4e"
 Pipeline = Callable[[Job, JobContext], Awaitable[None]]
-
-
-class _NoLLM:
-    provider = "offline"
-    model = "none"
-
-    def batches(self) -> None:
-        return None
 
 
 @pytest.fixture
@@ -65,7 +58,7 @@ async def _until(store: LocalStore, job_id: str, check: Callable[[Job], bool]) -
 def _runner(store: LocalStore, settings: Settings, pipeline: Pipeline) -> JobRunner:
     return JobRunner(
         store=store,
-        llm=_NoLLM(),  # type: ignore[arg-type]
+        llm=NoLLM(),  # type: ignore[arg-type]
         settings=settings,
         pipelines={"v2": pipeline},
         alerter=Alerter(webhook_url=WEBHOOK, client=httpx.AsyncClient()),
@@ -269,7 +262,7 @@ async def test_a_job_that_ends_for_good_stops_its_batches_at_the_provider(
         async def cancel(self, batch_id: str) -> None:
             canceled.append(batch_id)
 
-    class _BatchLLM(_NoLLM):
+    class _BatchLLM(NoLLM):
         def batches(self) -> _Batches:  # type: ignore[override]
             return _Batches()
 

@@ -10,6 +10,7 @@ entry is logged by the kind of problem and a prefix of its content hash, never b
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from datetime import date
 from typing import Any
 
@@ -24,7 +25,7 @@ __all__ = [
     "InvalidCacheEntry",
     "decode_cached_facts",
     "entry_of",
-    "facts_or_miss",
+    "usable_facts",
 ]
 
 _log = structlog.get_logger(__name__)
@@ -80,21 +81,25 @@ def decode_cached_facts(raw: Any) -> list[Fact]:
     return [fact_from_json(item) for item in value]
 
 
-def facts_or_miss(
-    raw: Any, *, user_id: str, content_hash: str, extractor_version: str
-) -> list[Fact] | None:
-    """The entry's facts, or None (a miss, logged) when they do not decode."""
-    try:
-        return decode_cached_facts(raw)
-    except InvalidCacheEntry as exc:
-        _log.warning(
-            "fact_cache.invalid_entry",
-            user_id=user_id,
-            content_hash=content_hash[:_HASH_PREFIX],
-            extractor_version=extractor_version,
-            reason=exc.kind,
-        )
-        return None
+def usable_facts(
+    rows: Iterable[Mapping[str, Any]], *, user_id: str, extractor_version: str
+) -> dict[str, list[Fact]]:
+    """Read rows (`content_hash`, `facts`) → content hash → facts, leaving out (and logging)
+    each entry whose facts do not decode: a miss, extracted again."""
+    found: dict[str, list[Fact]] = {}
+    for row in rows:
+        content_hash = row["content_hash"]
+        try:
+            found[content_hash] = decode_cached_facts(row["facts"])
+        except InvalidCacheEntry as exc:
+            _log.warning(
+                "fact_cache.invalid_entry",
+                user_id=user_id,
+                content_hash=content_hash[:_HASH_PREFIX],
+                extractor_version=extractor_version,
+                reason=exc.kind,
+            )
+    return found
 
 
 def entry_of(row: dict[str, Any]) -> FactCacheEntry:

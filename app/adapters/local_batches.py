@@ -11,12 +11,13 @@ import json
 import sqlite3
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar, cast
+from typing import Protocol, TypeVar
 
-from app.batch_port import BatchKind, BatchState, LLMBatch
+from app.adapters.rows import batch_from_row
+from app.batch_port import BatchState, LLMBatch
 from app.errors import StoreError
 
-__all__ = ["LocalBatches", "batch_from_row"]
+__all__ = ["LocalBatches"]
 
 T = TypeVar("T")
 
@@ -27,33 +28,6 @@ class _OnConnection(Protocol):
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
-def _time(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value))
-
-
-def batch_from_row(row: Mapping[str, Any]) -> LLMBatch:
-    """A row of either store (counts as JSON text or already decoded)."""
-    counts = row.get("counts") or {}
-    if isinstance(counts, str):
-        counts = json.loads(counts)
-    return LLMBatch(
-        id=str(row["id"]),
-        job_id=str(row["job_id"]),
-        kind=cast(BatchKind, row["kind"]),
-        state=cast(BatchState, row["state"]),
-        request_count=int(row["request_count"]),
-        provider_batch_id=row.get("provider_batch_id"),
-        counts={str(k): int(v) for k, v in counts.items()},
-        created_at=_time(row.get("created_at")),
-        submitted_at=_time(row.get("submitted_at")),
-        ended_at=_time(row.get("ended_at")),
-    )
 
 
 class LocalBatches:

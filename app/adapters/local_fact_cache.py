@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Protocol, TypeVar
 
-from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, facts_or_miss
+from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, usable_facts
 from app.domain import Fact, fact_to_json
 from app.ports import FactCacheEntry, FactCacheKey
 
@@ -51,17 +51,8 @@ class LocalFactCache:
                 ).fetchall()
             return found
 
-        found: dict[str, list[Fact]] = {}
-        for row in await self._run(read):
-            facts = facts_or_miss(
-                row["facts"],
-                user_id=user_id,
-                content_hash=row["content_hash"],
-                extractor_version=extractor_version,
-            )
-            if facts is not None:
-                found[row["content_hash"]] = facts
-        return found
+        rows = [dict(row) for row in await self._run(read)]
+        return usable_facts(rows, user_id=user_id, extractor_version=extractor_version)
 
     async def put(
         self, *, user_id: str, extractor_version: str, entries: Mapping[str, Sequence[Fact]]

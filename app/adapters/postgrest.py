@@ -10,8 +10,11 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -24,6 +27,8 @@ __all__ = [
     "SupabaseHttp",
     "error_from_response",
     "is_transient",
+    "is_uuid",
+    "jsonable",
     "quoted",
     "quoted_list",
 ]
@@ -40,6 +45,25 @@ class PostgrestError(StoreError):
     def __init__(self, message: str, *, table: str, vendor_code: str) -> None:
         super().__init__(message, table=table)
         self.vendor_code = vendor_code
+
+
+def jsonable(value: Any) -> Any:
+    """A value as PostgREST takes it in a JSON body: datetimes as ISO 8601 in UTC, decimals as
+    text; anything else as it is."""
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def is_uuid(value: str) -> bool:
+    """Whether `value` can filter a uuid column: PostgREST refuses the whole request otherwise."""
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 def quoted(value: str) -> str:
@@ -153,6 +177,25 @@ class SupabaseHttp:
         ) as response:
             await response.aread()
             return response
+
+    async def select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
+        """GET `/rest/v1/{table}` with `params` (filters, `select`, `order`, `limit`): the rows."""
+        response = await self.request(
+            "GET", f"/rest/v1/{table}", table=table, action="select", params=params
+        )
+        rows: list[dict[str, Any]] = response.json()
+        return rows
+
+    async def rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
+        """Call the SQL function `fn` with `args` (each value `jsonable`): its JSON result."""
+        response = await self.request(
+            "POST",
+            f"/rest/v1/rpc/{fn}",
+            table=fn,
+            action="rpc",
+            json={k: jsonable(v) for k, v in args.items()},
+        )
+        return response.json()
 
     @asynccontextmanager
     async def stream(

@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
+from app.batch_port import BatchKind, BatchState, LLMBatch
 from app.domain import Chunk, Job, JobStatus
 from app.fleet import FailedJob, JobEvent
 
 __all__ = [
     "RECENT_DAYS",
+    "batch_from_row",
     "chunk_row",
     "event_from_row",
     "failed_job_from_row",
@@ -111,10 +113,14 @@ def job_from_row(row: Mapping[str, Any]) -> Job:
 # --- issue 11: the audit trail and the bulk-retry search ------------------------------------
 
 
+def _json_object(value: Any) -> dict[str, Any]:
+    """A JSON object column: text in SQLite, already decoded from PostgREST; null reads as {}."""
+    value = value or {}
+    return dict(json.loads(value) if isinstance(value, str) else value)
+
+
 def event_from_row(row: Mapping[str, Any]) -> JobEvent:
-    detail = row.get("detail") or {}
-    if isinstance(detail, str):
-        detail = json.loads(detail)
+    detail = _json_object(row.get("detail"))
     return JobEvent(
         id=int(row["id"]),
         job_id=str(row["job_id"]),
@@ -139,4 +145,24 @@ def failed_job_from_row(row: Mapping[str, Any]) -> FailedJob:
         failed_at=parse_timestamp(row.get("failed_at")),
         later_job_id=None if later is None else str(later),
         later_job_status=row.get("later_job_status"),
+    )
+
+
+# --- batch mode: llm_batches --------------------------------------------------------------------
+
+
+def batch_from_row(row: Mapping[str, Any]) -> LLMBatch:
+    """A row of either store (counts as JSON text or already decoded)."""
+    counts = _json_object(row.get("counts"))
+    return LLMBatch(
+        id=str(row["id"]),
+        job_id=str(row["job_id"]),
+        kind=cast(BatchKind, row["kind"]),
+        state=cast(BatchState, row["state"]),
+        request_count=int(row["request_count"]),
+        provider_batch_id=row.get("provider_batch_id"),
+        counts={str(k): int(v) for k, v in counts.items()},
+        created_at=parse_timestamp(row.get("created_at")),
+        submitted_at=parse_timestamp(row.get("submitted_at")),
+        ended_at=parse_timestamp(row.get("ended_at")),
     )

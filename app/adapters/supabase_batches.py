@@ -9,10 +9,9 @@ under PostgREST's silent 1,000-row cap.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
 
-from app.adapters.local_batches import batch_from_row
 from app.adapters.postgrest import SupabaseHttp
+from app.adapters.rows import batch_from_row
 from app.batch_port import BatchState, LLMBatch
 from app.errors import StoreError
 
@@ -25,21 +24,8 @@ class SupabaseBatches:
     def __init__(self, http: SupabaseHttp) -> None:
         self._http = http
 
-    async def _rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
-        response = await self._http.request(
-            "POST", f"/rest/v1/rpc/{fn}", table=fn, action="rpc", json=dict(args)
-        )
-        return response.json()
-
-    async def _select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        response = await self._http.request(
-            "GET", f"/rest/v1/{table}", table=table, action="select", params=params
-        )
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
     async def record(self, batch: LLMBatch, requests: Mapping[str, Sequence[str]]) -> None:
-        await self._rpc(
+        await self._http.rpc(
             "record_llm_batch",
             {
                 "p_id": batch.id,
@@ -61,7 +47,7 @@ class SupabaseBatches:
         provider_batch_id: str | None,
         counts: Mapping[str, int] | None,
     ) -> None:
-        found = await self._rpc(
+        found = await self._http.rpc(
             "update_llm_batch",
             {
                 "p_id": batch_id,
@@ -74,7 +60,7 @@ class SupabaseBatches:
             raise StoreError(f"no llm_batches row {batch_id}", table="llm_batches")
 
     async def of_job(self, job_id: str) -> list[LLMBatch]:
-        rows = await self._select(
+        rows = await self._http.select(
             "llm_batches",
             {"job_id": f"eq.{job_id}", "select": "*", "order": "created_at.asc,id.asc"},
         )
@@ -93,7 +79,7 @@ class SupabaseBatches:
             if after is not None:
                 # custom_ids are [A-Za-z0-9_-]: nothing in them needs quoting.
                 params["custom_id"] = f"gt.{after}"
-            rows = await self._select("llm_batch_requests", params)
+            rows = await self._http.select("llm_batch_requests", params)
             if not rows:  # only an empty page ends it: a lower server cap gives short pages
                 return found
             for row in rows:

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
 
-from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, facts_or_miss
+from app.adapters.fact_cache import HASHES_PER_DELETE, entry_of, usable_facts
 from app.adapters.postgrest import SupabaseHttp, quoted, quoted_list
 from app.domain import Fact, fact_to_json
 from app.ports import FactCacheEntry, FactCacheKey
@@ -42,36 +41,22 @@ class SupabaseFactCache:
         self._http = http
         self._batch = batch_size
 
-    async def _select(self, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        response = await self._http.request(
-            "GET", _PATH, table=_TABLE, action="select", params=params
-        )
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
     async def get(
         self, *, user_id: str, extractor_version: str, content_hashes: Sequence[str]
     ) -> dict[str, list[Fact]]:
         hashes = list(dict.fromkeys(content_hashes))
         found: dict[str, list[Fact]] = {}
         for start in range(0, len(hashes), _HASHES_PER_READ):
-            rows = await self._select(
+            rows = await self._http.select(
+                _TABLE,
                 {
                     "user_id": f"eq.{user_id}",
                     "extractor_version": f"eq.{extractor_version}",
                     "content_hash": f"in.{quoted_list(hashes[start : start + _HASHES_PER_READ])}",
                     "select": "content_hash,facts",
-                }
+                },
             )
-            for row in rows:
-                facts = facts_or_miss(
-                    row["facts"],
-                    user_id=user_id,
-                    content_hash=row["content_hash"],
-                    extractor_version=extractor_version,
-                )
-                if facts is not None:
-                    found[row["content_hash"]] = facts
+            found |= usable_facts(rows, user_id=user_id, extractor_version=extractor_version)
         return found
 
     async def put(
@@ -114,7 +99,7 @@ class SupabaseFactCache:
                 params["user_id"] = f"eq.{user_id}"
             if after is not None:
                 params["or"] = _after(after, one_user=user_id is not None)
-            rows = await self._select(params)
+            rows = await self._http.select(_TABLE, params)
             # Only an empty page ends the scan: a server whose row cap is below `page_size`
             # returns short pages that are not the last.
             if not rows:

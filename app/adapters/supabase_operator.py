@@ -6,17 +6,16 @@ forgetting a user and step-duration samples. Reads page past PostgREST's row cap
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from app.adapters.postgrest import PostgrestError, SupabaseHttp
+from app.adapters.postgrest import PostgrestError, SupabaseHttp, is_uuid
 from app.adapters.rows import event_from_row, failed_job_from_row, job_from_row
 from app.domain import Job
 from app.errors import JobConflict, JobNotFound
 from app.fleet import CancelOutcome, FailedJob, FailedJobQuery, ForgetCounts, JobEvent
 
-__all__ = ["SupabaseOperatorStore"]
+__all__ = ["SupabaseOperatorStore", "job_rpc"]
 
 _EVENT_COLUMNS = "job_id,user_id,kind,attempt,worker_id,step,detail"
 # PostgREST caps a read at 1,000 rows by default (db-max-rows); a page never asks for more, and
@@ -24,23 +23,27 @@ _EVENT_COLUMNS = "job_id,user_id,kind,attempt,worker_id,step,detail"
 _EVENTS_PAGE = 1000
 
 
-def _is_uuid(value: str) -> bool:
+async def job_rpc(http: SupabaseHttp, fn: str, args: Mapping[str, Any], *, refused: str) -> Any:
+    """Call a SQL function on the job `args["p_job_id"]`: its raise of P0002 (no such job) is
+    `JobNotFound`, of P0001 (the job is not in a state `fn` takes) `JobConflict(refused)`."""
+    job_id = args["p_job_id"]
+    if not is_uuid(job_id):
+        raise JobNotFound(f"no job {job_id}")
     try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
+        return await http.rpc(fn, args)
+    except PostgrestError as exc:
+        if exc.vendor_code == "P0002":
+            raise JobNotFound(f"no job {job_id}") from exc
+        if exc.vendor_code == "P0001":
+            raise JobConflict(refused, table="processing_jobs") from exc
+        raise
 
 
 class SupabaseOperatorStore:
-    """Mixed into `SupabaseStore`, which provides `_http`, `_rpc` and `_select`."""
+    """Mixed into `SupabaseStore`, which provides `_http`."""
 
     if TYPE_CHECKING:
         _http: SupabaseHttp
-
-        async def _rpc(self, fn: str, args: Mapping[str, Any]) -> Any: ...
-
-        async def _select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
     # --- the audit trail -------------------------------------------------------------------
 
@@ -75,14 +78,14 @@ class SupabaseOperatorStore:
         )
 
     async def list_job_events(self, job_id: str) -> list[JobEvent]:
-        if not _is_uuid(job_id):
+        if not is_uuid(job_id):
             return []
         events: list[JobEvent] = []
         while True:
             params = {"job_id": f"eq.{job_id}", "order": "id.asc", "limit": str(_EVENTS_PAGE)}
             if events:
                 params["id"] = f"gt.{events[-1].id}"
-            rows = await self._select("processing_job_events", {**params, "select": "*"})
+            rows = await self._http.select("processing_job_events", {**params, "select": "*"})
             if not rows:
                 return events
             events += [event_from_row(row) for row in rows]
@@ -90,25 +93,18 @@ class SupabaseOperatorStore:
     # --- cancel ----------------------------------------------------------------------------
 
     async def cancel_job(self, job_id: str, *, message: str) -> tuple[Job, CancelOutcome]:
-        if not _is_uuid(job_id):
-            raise JobNotFound(f"no job {job_id}")
-        try:
-            result = await self._rpc("cancel_job", {"p_job_id": job_id, "p_message": message})
-        except PostgrestError as exc:
-            if exc.vendor_code == "P0002":
-                raise JobNotFound(f"no job {job_id}") from exc
-            if exc.vendor_code == "P0001":
-                raise JobConflict(
-                    f"job {job_id} has finished: only a queued or running job can be canceled",
-                    table="processing_jobs",
-                ) from exc
-            raise
+        result = await job_rpc(
+            self._http,
+            "cancel_job",
+            {"p_job_id": job_id, "p_message": message},
+            refused=f"job {job_id} has finished: only a queued or running job can be canceled",
+        )
         return job_from_row(result["job"]), CancelOutcome(result["outcome"])
 
     # --- the bulk-retry search -------------------------------------------------------------
 
     async def find_failed_jobs(self, query: FailedJobQuery) -> list[FailedJob]:
-        if query.user_id is not None and not _is_uuid(query.user_id):
+        if query.user_id is not None and not is_uuid(query.user_id):
             return []
         args: dict[str, Any] = {
             "p_since": query.since.isoformat() if query.since else None,
@@ -121,7 +117,7 @@ class SupabaseOperatorStore:
         found: list[FailedJob] = []
         after: str | None = None
         while True:
-            rows = await self._rpc("find_failed_jobs", {**args, "p_after": after})
+            rows = await self._http.rpc("find_failed_jobs", {**args, "p_after": after})
             if not rows:
                 break
             found += [failed_job_from_row(row) for row in rows]
@@ -131,11 +127,11 @@ class SupabaseOperatorStore:
     # --- forget ----------------------------------------------------------------------------
 
     async def forget_user(self, user_id: str, *, include_chunks: bool = False) -> ForgetCounts:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             return ForgetCounts()
         args = {"p_user_id": user_id, "p_include_chunks": include_chunks}
         try:
-            result = await self._rpc("forget_user_data", args)
+            result = await self._http.rpc("forget_user_data", args)
         except PostgrestError as exc:
             if exc.vendor_code == "P0001":
                 raise JobConflict(
@@ -157,7 +153,7 @@ class SupabaseOperatorStore:
     async def step_duration_samples(
         self, steps: Sequence[str], *, per_step: int = 500
     ) -> dict[str, list[tuple[float, float | None]]]:
-        result = await self._rpc(
+        result = await self._http.rpc(
             "recent_step_durations", {"p_steps": ",".join(steps), "p_per_step": per_step}
         )
         return {

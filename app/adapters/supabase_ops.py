@@ -4,10 +4,10 @@ charts — one jsonb value, so PostgREST's row cap cannot cut it short."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from app.adapters.postgrest import SupabaseHttp
 from app.adapters.rows import job_from_row, parse_timestamp
 from app.domain import Job, JobStatus
 from app.ops_port import LIST_JOBS_MAX, HourTotals, list_order_column
@@ -16,13 +16,10 @@ __all__ = ["SupabaseOpsStore"]
 
 
 class SupabaseOpsStore:
-    """Mixed into `SupabaseStore`, which provides `_rpc` and `_select`."""
+    """Mixed into `SupabaseStore`, which provides `_http`."""
 
     if TYPE_CHECKING:
-
-        async def _rpc(self, fn: str, args: Mapping[str, Any]) -> Any: ...
-
-        async def _select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]: ...
+        _http: SupabaseHttp
 
     async def list_jobs(self, status: JobStatus, *, limit: int = 50, offset: int = 0) -> list[Job]:
         params = {
@@ -32,10 +29,10 @@ class SupabaseOpsStore:
             "offset": str(max(0, offset)),
             "select": "*",
         }
-        return [job_from_row(row) for row in await self._select("processing_jobs", params)]
+        return [job_from_row(row) for row in await self._http.select("processing_jobs", params)]
 
     async def finished_jobs_by_hour(self, since: datetime) -> list[HourTotals]:
-        rows = await self._rpc("ops_finished_jobs_by_hour", {"p_since": since.astimezone(UTC)})
+        rows = await self._http.rpc("ops_finished_jobs_by_hour", {"p_since": since.astimezone(UTC)})
         return [
             HourTotals(
                 hour=parse_timestamp(row["hour"]) or since,

@@ -8,10 +8,8 @@ in supabase/migrations, which hold the queue's guarantees (leases, SKIP LOCKED, 
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,11 +17,11 @@ from urllib.parse import quote
 import httpx
 
 from app.adapters.delegates import BatchMethods, FactCacheMethods
-from app.adapters.postgrest import PostgrestError, SupabaseHttp
+from app.adapters.postgrest import PostgrestError, SupabaseHttp, is_uuid, jsonable
 from app.adapters.rows import chunk_row, job_from_row
 from app.adapters.supabase_batches import SupabaseBatches
 from app.adapters.supabase_fact_cache import SupabaseFactCache
-from app.adapters.supabase_operator import SupabaseOperatorStore
+from app.adapters.supabase_operator import SupabaseOperatorStore, job_rpc
 from app.adapters.supabase_ops import SupabaseOpsStore
 from app.config import Settings
 from app.domain import (
@@ -58,22 +56,6 @@ _CONFLICT_RETRIES = 3
 _FINAL_OR_QUEUED = frozenset(
     {JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELED, JobStatus.QUEUED}
 )
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    if isinstance(value, Decimal):
-        return str(value)
-    return value
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _refuse_unknown(fields: Mapping[str, Any], allowed: frozenset[str], *, table: str) -> None:
@@ -146,23 +128,6 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
 
     # --- helpers ---------------------------------------------------------------------------
 
-    async def _rpc(self, fn: str, args: Mapping[str, Any]) -> Any:
-        response = await self._http.request(
-            "POST",
-            f"/rest/v1/rpc/{fn}",
-            table=fn,
-            action="rpc",
-            json={k: _jsonable(v) for k, v in args.items()},
-        )
-        return response.json()
-
-    async def _select(self, table: str, params: Mapping[str, str]) -> list[dict[str, Any]]:
-        response = await self._http.request(
-            "GET", f"/rest/v1/{table}", table=table, action="select", params=params
-        )
-        rows: list[dict[str, Any]] = response.json()
-        return rows
-
     async def _patch(self, table: str, *, key: str, value: str, body: Mapping[str, Any]) -> int:
         """PATCH one row by key; the representation tells whether a row matched at all."""
         response = await self._http.request(
@@ -171,7 +136,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
             table=table,
             action="update",
             params={key: f"eq.{value}", "select": key},
-            json={k: _jsonable(v) for k, v in body.items()},
+            json={k: jsonable(v) for k, v in body.items()},
             headers={"Prefer": "return=representation"},
         )
         return len(response.json())
@@ -194,7 +159,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
         _refuse_unknown(fields, PROFILE_COLUMNS, table="user_profiles")
         if not fields:
             return
-        if not _is_uuid(user_id) or not await self._patch(
+        if not is_uuid(user_id) or not await self._patch(
             "user_profiles", key="user_id", value=user_id, body=fields
         ):
             raise ProfileNotFound(
@@ -203,16 +168,18 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
             )
 
     async def get_profile(self, user_id: str) -> dict[str, Any] | None:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             return None
         columns = ",".join(["user_id", *sorted(PROFILE_COLUMNS)])
-        rows = await self._select("user_profiles", {"user_id": f"eq.{user_id}", "select": columns})
+        rows = await self._http.select(
+            "user_profiles", {"user_id": f"eq.{user_id}", "select": columns}
+        )
         return rows[0] if rows else None
 
     async def get_profile_status(self, user_id: str) -> dict[str, Any] | None:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             return None
-        rows = await self._select(
+        rows = await self._http.select(
             "user_profiles",
             {"user_id": f"eq.{user_id}", "select": ",".join(PROFILE_STATUS_COLUMNS)},
         )
@@ -221,7 +188,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
     # --- processing_jobs -------------------------------------------------------------------
 
     async def enqueue_job(self, new: NewJob) -> tuple[Job, bool]:
-        result = await self._rpc(
+        result = await self._http.rpc(
             "enqueue_full_pass_job",
             {
                 "p_user_id": new.user_id,
@@ -236,24 +203,24 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
         return job_from_row(result["job"]), bool(result["created"])
 
     async def get_job(self, job_id: str) -> Job | None:
-        if not _is_uuid(job_id):
+        if not is_uuid(job_id):
             return None
-        rows = await self._select("processing_jobs", {"id": f"eq.{job_id}", "select": "*"})
+        rows = await self._http.select("processing_jobs", {"id": f"eq.{job_id}", "select": "*"})
         return job_from_row(rows[0]) if rows else None
 
     async def latest_job_for_user(self, user_id: str) -> Job | None:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             return None
-        rows = await self._select(
+        rows = await self._http.select(
             "processing_jobs",
             {"user_id": f"eq.{user_id}", "select": "*", "order": "created_at.desc", "limit": "1"},
         )
         return job_from_row(rows[0]) if rows else None
 
     async def last_finished_job(self, user_id: str) -> Job | None:
-        if not _is_uuid(user_id):
+        if not is_uuid(user_id):
             return None
-        rows = await self._select(
+        rows = await self._http.select(
             "processing_jobs",
             {
                 "user_id": f"eq.{user_id}",
@@ -269,12 +236,12 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
         self, *, worker_id: str, lease_seconds: int, small_only: bool = False
     ) -> Job | None:
         args = {"p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
-        rows = await self._rpc("claim_next_job", {**args, "p_small_only": small_only})
+        rows = await self._http.rpc("claim_next_job", {**args, "p_small_only": small_only})
         return job_from_row(rows[0]) if rows else None
 
     async def renew_lease(self, *, job_id: str, worker_id: str, lease_seconds: int) -> bool:
         args = {"p_job_id": job_id, "p_worker_id": worker_id, "p_lease_seconds": lease_seconds}
-        return bool(await self._rpc("renew_job_lease", args))
+        return bool(await self._http.rpc("renew_job_lease", args))
 
     async def finish_job(
         self,
@@ -296,21 +263,17 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
             "p_run_after": run_after,
             "p_count_attempt": count_attempt,
         }
-        return bool(await self._rpc("finish_job", args))
+        return bool(await self._http.rpc("finish_job", args))
 
     async def requeue_job(self, job_id: str) -> Job:
-        if not _is_uuid(job_id):
-            raise JobNotFound(f"no job {job_id}")
         try:
-            row = await self._rpc("requeue_job", {"p_job_id": job_id})
+            row = await job_rpc(
+                self._http,
+                "requeue_job",
+                {"p_job_id": job_id},
+                refused=f"job {job_id} has not failed: only a failed job can be retried",
+            )
         except PostgrestError as exc:
-            if exc.vendor_code == "P0002":
-                raise JobNotFound(f"no job {job_id}") from exc
-            if exc.vendor_code == "P0001":
-                raise JobConflict(
-                    f"job {job_id} has not failed: only a failed job can be retried",
-                    table="processing_jobs",
-                ) from exc
             if exc.vendor_code == "23505":
                 raise JobConflict(
                     "the user already has an active job; wait for it to finish before retrying",
@@ -322,7 +285,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
     async def update_job(self, job_id: str, fields: Mapping[str, Any]) -> None:
         _refuse_unknown(fields, JOB_UPDATABLE_COLUMNS, table="processing_jobs")
         body = {**fields, "updated_at": datetime.now(UTC)}
-        if not _is_uuid(job_id) or not await self._patch(
+        if not is_uuid(job_id) or not await self._patch(
             "processing_jobs", key="id", value=job_id, body=body
         ):
             raise JobNotFound(f"no job {job_id}")
@@ -344,7 +307,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
         for start in range(0, len(ordered), self._batch):
             rows = [
                 {
-                    k: _jsonable(v)
+                    k: jsonable(v)
                     for k, v in chunk_row(c, user_id=user_id, job_id=job_id, now=now).items()
                     if k not in _SET_BY_FUNCTION
                 }
@@ -370,7 +333,7 @@ class SupabaseStore(FactCacheMethods, BatchMethods, SupabaseOperatorStore, Supab
         gone (permanent)."""
         for attempt in range(_CONFLICT_RETRIES + 1):
             try:
-                return await self._rpc(fn, args)
+                return await self._http.rpc(fn, args)
             except PostgrestError as exc:
                 if exc.vendor_code == "23503":
                     raise ProfileNotFound(

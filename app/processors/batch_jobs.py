@@ -23,6 +23,7 @@ import structlog
 from app.batch_port import BatchKind, BatchRequest, BatchResult, LLMBatch, MessageBatches
 from app.errors import LLMBatchNotFound
 from app.ports import Store
+from app.processors.context import JobContext
 
 __all__ = ["JobBatches", "Lost", "Submission"]
 
@@ -61,6 +62,19 @@ class JobBatches:
         self.poll_s = poll_s
         self.note, self.pulse = note, pulse
         self.submitted = 0  # batches this process created
+
+    @classmethod
+    def of(cls, ctx: JobContext, api: MessageBatches) -> JobBatches:
+        """The running job's batches: polled every BATCH_POLL_SECONDS, the wait shown as the
+        job's note, its lease kept by the pulse."""
+        return cls(
+            job_id=ctx.job.id,
+            store=ctx.store,
+            api=api,
+            poll_s=ctx.settings.batch_poll_seconds,
+            note=ctx.set_note,
+            pulse=ctx.pulse,
+        )
 
     async def unread(self, kind: BatchKind) -> list[LLMBatch]:
         """The job's batches of `kind` a resumed job still has to read. Those that never

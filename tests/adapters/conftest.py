@@ -49,8 +49,7 @@ def _sqlite_value(value: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def store_database() -> Iterator[str]:
-    with pg.temporary_database("soulprint_store") as conninfo:
-        pg.apply_migrations(conninfo)
+    with pg.migrated_database("soulprint_store") as conninfo:
         yield conninfo
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import anthropic
 import httpx
-import httpx2
 import pytest
 import respx
 
@@ -14,6 +13,7 @@ from app.adapters.anthropic_limits import Overrun, RequestSize, overrun
 from app.adapters.anthropic_llm import AnthropicLLM
 from app.errors import LLMRequestTooLarge, LLMUnavailable
 from app.ports import SectionsRequest
+from tests.support.sdk_router import sdk_client
 
 MODEL = "claude-haiku-4-5-20251001"
 URL = "https://api.anthropic.com/v1/messages"
@@ -108,21 +108,6 @@ def test_overrun(
 # --- through the real SDK ---------------------------------------------------------------------
 
 
-def _client(router: respx.Router, *, max_retries: int) -> anthropic.AsyncAnthropic:
-    async def handler(request: httpx2.Request) -> httpx2.Response:
-        response = await router.async_handler(request)  # type: ignore[arg-type]
-        return httpx2.Response(
-            response.status_code, headers=response.headers.multi_items(), content=response.content
-        )
-
-    return anthropic.AsyncAnthropic(
-        api_key="sk-test",
-        max_retries=max_retries,
-        timeout=5.0,
-        http_client=anthropic.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(handler)),
-    )
-
-
 def _429(message: str, **headers: str) -> httpx.Response:
     body = {"type": "error", "error": {"type": "rate_limit_error", "message": message}}
     return httpx.Response(
@@ -135,7 +120,7 @@ def _429(message: str, **headers: str) -> httpx.Response:
 async def test_a_request_larger_than_the_minute_is_asked_once_and_says_what_to_set() -> None:
     router = respx.Router(assert_all_called=False)
     route = router.post(URL).mock(return_value=_429(_refusal()))
-    adapter = AnthropicLLM(_client(router, max_retries=4), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=4), model=MODEL)
     with pytest.raises(LLMRequestTooLarge) as caught:
         await adapter.write_sections(BIG)
     await adapter.aclose()
@@ -151,7 +136,7 @@ async def test_a_request_refused_with_the_minute_unused_is_too_large_too() -> No
     router = respx.Router(assert_all_called=False)
     full = {"anthropic-ratelimit-input-tokens-remaining": "50000"}
     route = router.post(URL).mock(return_value=_429(_refusal(), **full))
-    adapter = AnthropicLLM(_client(router, max_retries=4), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=4), model=MODEL)
     with pytest.raises(LLMRequestTooLarge, match="larger than estimated"):
         await adapter.write_sections(SMALL)
     await adapter.aclose()
@@ -162,7 +147,7 @@ async def test_an_ordinary_429_is_still_retried_and_waited_out() -> None:
     router = respx.Router(assert_all_called=False)
     used_up = {"anthropic-ratelimit-input-tokens-remaining": "2000"}
     route = router.post(URL).mock(return_value=_429(_refusal(), **used_up))
-    adapter = AnthropicLLM(_client(router, max_retries=2), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=2), model=MODEL)
     with pytest.raises(LLMUnavailable, match="rate limited"):
         await adapter.write_sections(SMALL)
     await adapter.aclose()
@@ -173,7 +158,7 @@ async def test_a_batch_429_is_not_sized_and_still_retried() -> None:
     router = respx.Router(assert_all_called=False)
     full = {"anthropic-ratelimit-input-tokens-remaining": "50000"}
     route = router.post(f"{URL}/batches").mock(return_value=_429(_refusal(), **full))
-    adapter = AnthropicLLM(_client(router, max_retries=2), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=2), model=MODEL)
     with pytest.raises(anthropic.RateLimitError):  # the client batches() uses: middleware and all
         await adapter._client.messages.batches.create(requests=[])
     await adapter.aclose()

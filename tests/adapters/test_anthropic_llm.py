@@ -1,10 +1,6 @@
-"""AnthropicLLM through the real SDK, its HTTP answered by a respx router.
-
-The SDK sends through httpx2, which respx does not patch; `httpx2.alias_httpx()` would have to run
-before anything imports httpx, which a shared test process cannot promise. So the router is mounted
-on an `httpx2.MockTransport` passed to the SDK as its http client: the SDK's request building,
-retries and error classes all run for real.
-"""
+"""AnthropicLLM through the real SDK, its HTTP answered by a respx router
+(tests/support/sdk_router.py: the SDK's request building, retries and error classes all run
+for real)."""
 
 from __future__ import annotations
 
@@ -29,6 +25,7 @@ from app.errors import LLMBadOutput, LLMError, LLMFatal, LLMRefused, LLMUnavaila
 from app.ports import Excerpt, ExtractionRequest, MemoryRequest, ReduceRequest, SectionsRequest
 from app.processors import prompts
 from app.sections import NO_DATA
+from tests.support.sdk_router import sdk_client
 
 MODEL = "claude-haiku-4-5-20251001"
 URL = "https://api.anthropic.com/v1/messages"
@@ -85,25 +82,9 @@ def router() -> respx.Router:
     return respx.Router(assert_all_called=False)
 
 
-def _client(router: respx.Router, *, max_retries: int) -> anthropic.AsyncAnthropic:
-    async def handler(request: httpx2.Request) -> httpx2.Response:
-        # respx reads only method, url, headers and content: an httpx2 request serves as one.
-        response = await router.async_handler(request)  # type: ignore[arg-type]
-        return httpx2.Response(
-            response.status_code, headers=response.headers.multi_items(), content=response.content
-        )
-
-    return anthropic.AsyncAnthropic(
-        api_key="sk-test",
-        max_retries=max_retries,
-        timeout=5.0,
-        http_client=anthropic.DefaultAsyncHttpxClient(transport=httpx2.MockTransport(handler)),
-    )
-
-
 @pytest.fixture
 async def llm(router: respx.Router) -> AsyncIterator[AnthropicLLM]:
-    adapter = AnthropicLLM(_client(router, max_retries=0), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=0), model=MODEL)
     yield adapter
     await adapter.aclose()
 
@@ -230,7 +211,7 @@ async def test_a_refusal_is_raised_once_not_retried(router: respx.Router) -> Non
     route = router.post(URL).mock(
         return_value=httpx.Response(200, json=_message([], stop_reason="refusal"))
     )
-    adapter = AnthropicLLM(_client(router, max_retries=3), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=3), model=MODEL)
     with pytest.raises(LLMRefused):
         await adapter.extract_facts(CHUNK)
     assert route.call_count == 1
@@ -299,7 +280,7 @@ async def test_vendor_errors_become_ours(
     router: respx.Router, response: httpx.Response, error: type[LLMError], words: str
 ) -> None:
     route = router.post(URL).mock(return_value=response)
-    adapter = AnthropicLLM(_client(router, max_retries=1), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=1), model=MODEL)
     with pytest.raises(error, match=words) as caught:
         await adapter.extract_facts(CHUNK)
     await adapter.aclose()
@@ -332,7 +313,7 @@ async def test_retries_taken_by_the_sdk_are_recorded(router: respx.Router) -> No
             _tool_reply("record_facts", EMPTY),
         ]
     )
-    adapter = AnthropicLLM(_client(router, max_retries=2), model=MODEL)
+    adapter = AnthropicLLM(sdk_client(router, max_retries=2), model=MODEL)
     reply = await adapter.extract_facts(CHUNK)
     await adapter.aclose()
     assert reply.value.facts == ([], [])

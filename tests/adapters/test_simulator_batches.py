@@ -67,9 +67,7 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[Simulator]:
 
 @pytest.fixture
 async def client(simulator: Simulator) -> AsyncIterator[anthropic.AsyncAnthropic]:
-    async with anthropic.AsyncAnthropic(
-        api_key=KEY, base_url=simulator.base_url, max_retries=0, timeout=5.0
-    ) as sdk:
+    async with simulator.sdk(KEY) as sdk:
         yield sdk
 
 

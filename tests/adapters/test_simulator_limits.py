@@ -93,16 +93,10 @@ def simulator(request: pytest.FixtureRequest) -> Iterator[Simulator]:
         yield sim
 
 
-def _client(sim: Simulator, *, max_retries: int = 0) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        api_key="sk-sim", base_url=sim.base_url, max_retries=max_retries, timeout=5.0
-    )
-
-
 async def test_a_refusal_is_a_429_with_retry_after_and_headers_on_every_response(
     simulator: Simulator,
 ) -> None:
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         raw = await client.messages.with_raw_response.create(max_tokens=1, **PING)
         assert raw.headers["anthropic-ratelimit-requests-limit"] == "2"
         assert raw.headers["anthropic-ratelimit-requests-remaining"] == "1"
@@ -119,7 +113,7 @@ async def test_a_refusal_is_a_429_with_retry_after_and_headers_on_every_response
 
 
 async def test_the_sdk_waits_the_retry_after_and_gets_through(simulator: Simulator) -> None:
-    async with _client(simulator, max_retries=2) as client:
+    async with simulator.sdk(max_retries=2) as client:
         for _ in range(2):
             await client.messages.create(max_tokens=1, **PING)
         started = time.monotonic()
@@ -135,7 +129,7 @@ async def test_the_sdk_waits_the_retry_after_and_gets_through(simulator: Simulat
     indirect=True,
 )
 async def test_max_tokens_is_held_while_a_request_runs(simulator: Simulator) -> None:
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         first = asyncio.create_task(client.messages.create(max_tokens=600, **PING))
         await asyncio.sleep(0.2)
         with pytest.raises(anthropic.RateLimitError):  # 600 + 600 > 1000 while the first runs
@@ -148,7 +142,7 @@ async def test_max_tokens_is_held_while_a_request_runs(simulator: Simulator) -> 
 
 @pytest.mark.parametrize("simulator", [{"requests_per_minute": 1}], indirect=True)
 async def test_batches_are_not_subject_to_the_per_minute_limits(simulator: Simulator) -> None:
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         await client.messages.create(max_tokens=1, **PING)
         requests = [{"custom_id": f"b{i}", "params": {"max_tokens": 1, **PING}} for i in range(3)]
         batch = await client.messages.batches.create(requests=requests)  # type: ignore[arg-type]
@@ -171,7 +165,7 @@ BIG = {"model": MODEL, "messages": [{"role": "user", "content": "x" * 8_000}]}  
 async def test_a_request_larger_than_the_whole_minute_is_refused_every_time(
     simulator: Simulator,
 ) -> None:
-    async with _client(simulator, max_retries=1) as client:
+    async with simulator.sdk(max_retries=1) as client:
         with pytest.raises(anthropic.RateLimitError) as refused:
             await client.messages.create(max_tokens=1, **BIG)
         await client.messages.create(max_tokens=1, **PING)  # it took nothing
@@ -188,7 +182,7 @@ async def test_a_request_larger_than_the_whole_minute_is_refused_every_time(
     "simulator", [{"requests_per_minute": None, "input_tokens_per_minute": 1_000}], indirect=True
 )
 async def test_the_adapter_asks_once_and_says_what_to_set(simulator: Simulator) -> None:
-    llm = AnthropicLLM(_client(simulator, max_retries=4), model=MODEL)
+    llm = AnthropicLLM(simulator.sdk(max_retries=4), model=MODEL)
     request = SectionsRequest(conversations="User: tell me more\n" * 400, memory_md="")
     started = time.monotonic()
     with pytest.raises(LLMRequestTooLarge, match="ANTHROPIC_INPUT_TOKENS_PER_MINUTE to 1,000"):

@@ -65,10 +65,7 @@ def simulator() -> Iterator[Simulator]:
 def _llm(
     sim: Simulator, *, key: str = KEY, max_retries: int = 2, model: str = MODEL
 ) -> AnthropicLLM:
-    client = anthropic.AsyncAnthropic(
-        api_key=key, base_url=sim.base_url, max_retries=max_retries, timeout=5.0
-    )
-    return AnthropicLLM(client, model=model)
+    return AnthropicLLM(sim.sdk(key, max_retries=max_retries), model=model)
 
 
 @pytest.fixture
@@ -178,10 +175,7 @@ async def test_broken_replies_are_bad_output(
 
 async def test_a_response_slower_than_the_timeout_is_unavailable(simulator: Simulator) -> None:
     simulator.push("slow")
-    client = anthropic.AsyncAnthropic(
-        api_key=KEY, base_url=simulator.base_url, max_retries=0, timeout=0.2
-    )
-    adapter = AnthropicLLM(client, model=MODEL)
+    adapter = AnthropicLLM(simulator.sdk(KEY, timeout=0.2), model=MODEL)
     with pytest.raises(LLMUnavailable, match="ANTHROPIC_TIMEOUT_SECONDS"):
         await adapter.extract_facts(CHUNK)
     await adapter.aclose()

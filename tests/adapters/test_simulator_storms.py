@@ -80,12 +80,6 @@ def simulator() -> Iterator[Simulator]:
         yield sim
 
 
-def _client(sim: Simulator, *, max_retries: int = 0) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(
-        api_key="sk-sim", base_url=sim.base_url, max_retries=max_retries, timeout=5.0
-    )
-
-
 @pytest.mark.parametrize(
     ("outcome", "error", "status"),
     [
@@ -98,7 +92,7 @@ async def test_an_http_storm_answers_every_request_until_it_ends(
     simulator: Simulator, outcome: Any, error: type[anthropic.APIStatusError], status: int
 ) -> None:
     simulator.storm(outcome, seconds=0.5, retry_after=7)
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         with pytest.raises(error) as hit:
             await client.messages.create(**PING)
         assert hit.value.status_code == status
@@ -115,7 +109,7 @@ async def test_an_http_storm_answers_every_request_until_it_ends(
 
 async def test_a_storm_armed_on_a_task_starts_at_its_first_request(simulator: Simulator) -> None:
     simulator.storm("overloaded", seconds=30, on_task="write_memory")
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         await client.messages.create(**PING)
         with pytest.raises(anthropic.OverloadedError):
             await client.messages.create(**MEMORY)
@@ -136,7 +130,7 @@ async def test_a_storm_armed_on_a_task_starts_at_its_first_request(simulator: Si
 
 async def test_the_sdk_retries_through_a_short_429_storm(simulator: Simulator) -> None:
     simulator.storm("rate_limited", seconds=0.5, retry_after=0.3)
-    async with _client(simulator, max_retries=4) as client:
+    async with simulator.sdk(max_retries=4) as client:
         started = time.monotonic()
         raw = await client.messages.with_raw_response.create(**PING)
     assert raw.retries_taken >= 1
@@ -144,7 +138,7 @@ async def test_the_sdk_retries_through_a_short_429_storm(simulator: Simulator) -
 
 
 async def test_a_reset_connection_is_a_connection_error(simulator: Simulator) -> None:
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         await client.messages.create(**PING)  # a kept-alive connection exists
         simulator.storm("connection_reset", seconds=0.4)
         with pytest.raises(anthropic.APIConnectionError) as hit:
@@ -156,7 +150,7 @@ async def test_a_reset_connection_is_a_connection_error(simulator: Simulator) ->
 
 
 async def test_refused_connections_then_the_port_opens_again(simulator: Simulator) -> None:
-    async with _client(simulator) as client:
+    async with simulator.sdk() as client:
         await client.messages.create(**PING)
         simulator.storm("connection_refused", seconds=0.5)
         with pytest.raises(anthropic.APIConnectionError) as hit:
@@ -169,7 +163,7 @@ async def test_refused_connections_then_the_port_opens_again(simulator: Simulato
 async def test_an_outage_driven_over_http_from_the_control_port(simulator: Simulator) -> None:
     async with (
         httpx.AsyncClient(base_url=simulator.control_url) as control,
-        _client(simulator) as client,
+        simulator.sdk() as client,
     ):
         bad = await control.post("/control/storm", json={"outcome": "meteor"})
         assert bad.status_code == 400

@@ -9,9 +9,9 @@ import pytest
 
 from app.adapters.local_store import LocalStore
 from app.config import Settings
-from app.domain import Job, JobStatus, NewJob
 from app.main import create_app
 from tests.conftest import auth, serve
+from tests.support.seeding import seed_job
 
 
 @pytest.fixture
@@ -19,21 +19,6 @@ async def client(settings: Settings, local_store: LocalStore) -> httpx.AsyncClie
     app = create_app(settings, store=local_store, pipelines={})
     async with serve(app) as client:
         yield client  # type: ignore[misc]
-
-
-async def _job(store: LocalStore, *, fail: str | None = None, run: bool = False) -> Job:
-    user = str(uuid.uuid4())
-    await store.ensure_profile(user)
-    job, _ = await store.enqueue_job(NewJob(user_id=user, storage_path=f"imports/{user}/e"))
-    if fail or run:
-        claimed = await store.claim_job(worker_id="w", lease_seconds=600)
-        assert claimed is not None
-        job = claimed
-    if fail:
-        await store.finish_job(
-            job_id=job.id, worker_id="w", status=JobStatus.FAILED, error_message=fail
-        )
-    return job
 
 
 @pytest.mark.parametrize(
@@ -53,7 +38,7 @@ async def test_operator_endpoints_need_the_key(
 
 
 async def test_the_trail_of_a_job(client: httpx.AsyncClient, local_store: LocalStore) -> None:
-    job = await _job(local_store, run=True)
+    job = await seed_job(local_store, run=True)
     await local_store.append_job_event(
         job_id=job.id, user_id=job.user_id, kind="claimed", attempt=1, worker_id="w"
     )
@@ -71,8 +56,8 @@ async def test_the_trail_of_a_job(client: httpx.AsyncClient, local_store: LocalS
 async def test_bulk_retry_dry_run_then_real(
     client: httpx.AsyncClient, local_store: LocalStore
 ) -> None:
-    overloaded = await _job(local_store, fail="extract_facts: LLMUnavailable: overloaded")
-    await _job(local_store, fail="download_conversations: ExportNotFound: gone")
+    overloaded = await seed_job(local_store, fail="extract_facts: LLMUnavailable: overloaded")
+    await seed_job(local_store, fail="download_conversations: ExportNotFound: gone")
     body = {"since": "1h", "step": "extract_facts"}
     plan = await client.post("/jobs/retry", json={**body, "dry_run": True}, headers=auth())
     assert plan.status_code == 200
@@ -109,8 +94,8 @@ async def test_bulk_retry_names_the_bad_field(
 async def test_cancel_a_queued_and_a_running_job(
     client: httpx.AsyncClient, local_store: LocalStore
 ) -> None:
-    running = await _job(local_store, run=True)
-    queued = await _job(local_store)
+    running = await seed_job(local_store, run=True)
+    queued = await seed_job(local_store)
     withdrawn = await client.post(f"/jobs/{queued.id}/cancel", headers=auth())
     assert withdrawn.status_code == 202
     assert (withdrawn.json()["outcome"], withdrawn.json()["job"]["status"]) == (
@@ -123,7 +108,7 @@ async def test_cancel_a_queued_and_a_running_job(
     requested = await client.post(f"/jobs/{running.id}/cancel", headers=auth())
     assert requested.json()["outcome"] == "cancel_requested"
     assert requested.json()["job"]["cancel_requested_at"] is not None
-    failed = await _job(local_store, fail="x: Y: z")
+    failed = await seed_job(local_store, fail="x: Y: z")
     conflict = await client.post(f"/jobs/{failed.id}/cancel", headers=auth())
     assert (conflict.status_code, conflict.json()["error"]["code"]) == (409, "job_conflict")
     assert (await client.post(f"/jobs/{uuid.uuid4()}/cancel", headers=auth())).status_code == 404
@@ -132,7 +117,7 @@ async def test_cancel_a_queued_and_a_running_job(
 async def test_forget_refuses_then_cancels_and_reports_counts(
     client: httpx.AsyncClient, local_store: LocalStore
 ) -> None:
-    job = await _job(local_store)
+    job = await seed_job(local_store)
     refused = await client.delete(f"/users/{job.user_id}/data", headers=auth())
     assert refused.status_code == 409
     assert job.id in refused.json()["error"]["message"]
@@ -150,7 +135,7 @@ async def test_forget_refuses_then_cancels_and_reports_counts(
 async def test_metrics_show_the_operator_counters(
     client: httpx.AsyncClient, local_store: LocalStore
 ) -> None:
-    queued = await _job(local_store)
+    queued = await seed_job(local_store)
     await client.post(f"/jobs/{queued.id}/cancel", headers=auth())
     text = (await client.get("/metrics", headers=auth())).text
     assert 'soulprint_jobs{status="canceled"} 1.0' in text

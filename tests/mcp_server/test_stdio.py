@@ -21,6 +21,7 @@ from app.config import Settings
 from app.local_run import LOCAL_USER_ID
 from app.processors.inspect import inspect_export
 from bench.make_export import write_export
+from tests.mcp_server.test_http import INITIALIZE
 
 ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "app" / "sample_data" / "sample-export.json"
@@ -134,16 +135,7 @@ async def test_errors_are_the_services_messages_not_tracebacks(tmp_path: Path) -
 def test_stdout_carries_only_protocol_messages(tmp_path: Path) -> None:
     """Logs (even a settings warning written before logging is configured) go to stderr."""
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-11-25",
-                "capabilities": {},
-                "clientInfo": {"name": "raw-test", "version": "0"},
-            },
-        },
+        INITIALIZE,
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",

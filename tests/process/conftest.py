@@ -126,10 +126,11 @@ def postgres(tmp_path: Path) -> Iterator[tuple[str, PostgrestServer, Path]]:
     """A fresh migrated database behind the PostgREST stand-in, and its storage folder."""
     storage = tmp_path / "pg-storage"
     storage.mkdir()
-    with pg.temporary_database("soulprint_process") as conninfo:
-        pg.apply_migrations(conninfo)
-        with running_postgrest(conninfo, storage) as server:
-            yield conninfo, server, storage
+    with (
+        pg.migrated_database("soulprint_process") as conninfo,
+        running_postgrest(conninfo, storage) as server,
+    ):
+        yield conninfo, server, storage
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

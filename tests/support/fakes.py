@@ -1,4 +1,5 @@
-"""Fakes for the LLM stages: a scripted LLM implementing the whole port, and a counting store.
+"""Fakes for the LLM stages: a scripted LLM implementing the whole port, a stand-in for runner
+tests whose pipelines never call one, and a counting store.
 
 `ScriptedLLM` answers each task through a function of the request (or a fixed reply), may raise
 a scripted error instead, sleeps a configurable latency, and counts calls and the maximum number
@@ -27,7 +28,7 @@ from app.ports import (
     SectionsRequest,
 )
 
-__all__ = ["CountingStore", "ScriptedLLM", "fact_per_user_line"]
+__all__ = ["CountingStore", "NoLLM", "ScriptedLLM", "fact_per_user_line"]
 
 Script = Callable[[Any], Any]
 
@@ -151,6 +152,17 @@ class ScriptedLLM:
 
     async def aclose(self) -> None:
         self.closed = True
+
+
+class NoLLM:
+    """The runner's LLM where the pipelines are scripted and never call one: a provider and a
+    model to name, and `batches()` (none) for when the runner cancels a job's batches."""
+
+    provider = "offline"
+    model = "none"
+
+    def batches(self) -> None:
+        return None
 
 
 class CountingStore(LocalStore):

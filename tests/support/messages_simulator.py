@@ -35,7 +35,7 @@ Control over HTTP, for a simulator in another process: `POST /control/storm {"ou
 by mode (only what is billed), inputs answered twice, and the storm windows.
 
     with running_simulator(SimulatorConfig(latency_s=0.01)) as sim:
-        client = anthropic.AsyncAnthropic(api_key="sk-sim", base_url=sim.base_url)
+        client = sim.sdk()  # or anthropic.AsyncAnthropic(base_url=sim.base_url, ...)
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, get_args
 
+import anthropic
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -120,6 +121,14 @@ class Simulator:
                 *batch_routes(self.batches, self.gate, task_of=lambda p: _task_and_text(p)[0]),
                 *control_routes(self.gate, ledger=self.ledger),
             ]
+        )
+
+    def sdk(
+        self, api_key: str = "sk-sim", *, max_retries: int = 0, timeout: float = 5.0
+    ) -> anthropic.AsyncAnthropic:
+        """The real Anthropic SDK pointed at this simulator (served: `base_url` is set)."""
+        return anthropic.AsyncAnthropic(
+            api_key=api_key, base_url=self.base_url, max_retries=max_retries, timeout=timeout
         )
 
     # --- control, in process (from any thread but the server's) -------------------------------

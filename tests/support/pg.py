@@ -21,6 +21,7 @@ __all__ = [
     "admin_conninfo",
     "apply_migrations",
     "connect",
+    "migrated_database",
     "temporary_database",
 ]
 
@@ -69,6 +70,14 @@ def temporary_database(prefix: str) -> Iterator[str]:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
             )
+
+
+@contextmanager
+def migrated_database(prefix: str) -> Iterator[str]:
+    """`temporary_database` with the Supabase stand-in and every migration applied."""
+    with temporary_database(prefix) as conninfo:
+        apply_migrations(conninfo)
+        yield conninfo
 
 
 def apply_migrations(conninfo: str, *, stub: bool = True) -> None:

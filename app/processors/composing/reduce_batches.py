@@ -145,12 +145,5 @@ def reduce_asker(ctx: JobContext, ledger: CostLedger) -> Asker:
             return await cache.answer(requests, realtime)
 
         return cached
-    jobs = JobBatches(
-        job_id=job.id,
-        store=ctx.store,
-        api=api,
-        poll_s=settings.batch_poll_seconds,
-        note=ctx.set_note,
-        pulse=ctx.pulse,
-    )
+    jobs = JobBatches.of(ctx, api)
     return _BatchAsker(jobs, cache, max_resubmits=settings.batch_max_resubmits).ask

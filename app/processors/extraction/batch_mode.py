@@ -75,14 +75,7 @@ async def extract_in_batches(
 ) -> tuple[ExtractionOutcome, BatchCounts]:
     settings, job = ctx.settings, ctx.job
     version = extractor_version(ctx.llm.provider, ctx.llm.model)
-    jobs = JobBatches(
-        job_id=job.id,
-        store=ctx.store,
-        api=api,
-        poll_s=settings.batch_poll_seconds,
-        note=ctx.set_note,
-        pulse=ctx.pulse,
-    )
+    jobs = JobBatches.of(ctx, api)
     run = BatchExtraction(
         user_id=job.user_id,
         version=version,
