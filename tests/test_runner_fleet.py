@@ -55,13 +55,19 @@ async def _until(store: LocalStore, job_id: str, check: Callable[[Job], bool]) -
     raise AssertionError(f"never happened: {await store.get_job(job_id)}")
 
 
-def _runner(store: LocalStore, settings: Settings, pipeline: Pipeline) -> JobRunner:
+def _runner(
+    store: LocalStore,
+    settings: Settings,
+    pipeline: Pipeline,
+    breaker: ProviderBreaker | None = None,
+) -> JobRunner:
     return JobRunner(
         store=store,
         llm=NoLLM(),  # type: ignore[arg-type]
         settings=settings,
         pipelines={"v2": pipeline},
         alerter=Alerter(webhook_url=WEBHOOK, client=httpx.AsyncClient()),
+        breaker=breaker,
     )
 
 
@@ -331,14 +337,7 @@ async def test_an_outage_is_announced_once_it_lasts_and_a_short_opening_only_not
             await open_for(job, 0.8)  # an outage
 
     job = await _queue(store)
-    runner = JobRunner(
-        store=store,
-        llm=_NoLLM(),  # type: ignore[arg-type]
-        settings=settings,
-        pipelines={"v2": pipeline},
-        alerter=Alerter(webhook_url=WEBHOOK, client=httpx.AsyncClient()),
-        breaker=breaker,
-    )
+    runner = _runner(store, settings, pipeline, breaker)
     runner.start()
     done = await _until(store, job.id, lambda j: j.status is JobStatus.COMPLETE)
     await runner.stop()
