@@ -61,7 +61,11 @@ from bench.make_export import SHAPES
 from bench.rate_limits import TIERS, Limits, lower_bound_s, parse_tier
 from tests.support.service_process import ServiceProcess, service_env
 
-__all__ = ["main", "predict", "run_pass", "summarise"]
+__all__ = ["NO_LIMIT_ITPM", "main", "predict", "run_pass", "summarise"]
+
+# ANTHROPIC_INPUT_TOKENS_PER_MINUTE told to the worker when the simulator has no limits: large
+# enough for DESIGN's whole v2 sample.
+NO_LIMIT_ITPM = 1_000_000
 
 
 # --- one run ------------------------------------------------------------------------------------
@@ -127,8 +131,8 @@ def run_pass(
             "llm_mode": mode,
             "poll_seconds": 0.2,
             # The account's tier, as its operator sets it: v2's request is sized to fit it (no
-            # limit: large enough for DESIGN's whole sample).
-            "anthropic_input_tokens_per_minute": limits.itpm or 1_000_000,
+            # limit: NO_LIMIT_ITPM).
+            "anthropic_input_tokens_per_minute": limits.itpm or NO_LIMIT_ITPM,
         }
         if request_tokens is not None:
             settings["extraction_request_tokens"] = request_tokens
