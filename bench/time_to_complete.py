@@ -44,7 +44,7 @@ from typing import Any
 
 from app.adapters.local_store import LocalStore
 from app.domain import NewJob
-from app.pricing import price_for
+from app.pricing import BATCH_DISCOUNT, price_for
 from app.processors.extraction.plan import estimate_extraction, offline_answers
 from app.processors.reading.export_reader import iter_conversations
 from bench.common import (
@@ -234,8 +234,14 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         concurrency=run["concurrency"],
     )
     extract_s = run["steps_s"].get("extract_facts") or 0.0
+    # Batched requests (LLM_MODE=batch) are billed at half and exempt from the per-minute limits:
+    # with none made in realtime, no limit bounds extraction and there is no bound to be over.
+    batch = ledger.get("batch", {})
+    batch_in, batch_out = batch.get("input_tokens", 0), batch.get("output_tokens", 0)
+    bound_s = max(bounds.values())
     price = price_for(bench_settings())
     usd = (ledger["input_tokens"] * price.input + ledger["output_tokens"] * price.output) / 1e6
+    usd += (batch_in * price.input + batch_out * price.output) / 1e6 * BATCH_DISCOUNT
     pass_s = run["job_s"] or run["wall_s"]
     return {
         "pass_s": pass_s,
@@ -244,18 +250,19 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "extract_input_tokens": extraction.get("input"),
         "chunk_s": run["steps_s"].get("chunk_conversations"),
         "requests": requests,
-        "extract_requests": by_task.get("extract_facts", 0),
+        "extract_requests": by_task.get("extract_facts", 0)
+        + batch.get("by_task", {}).get("extract_facts", 0),
         "throttled": ledger.get("by_outcome", {}).get("throttled", 0),
-        "input_tokens": ledger["input_tokens"],
-        "output_tokens": ledger["output_tokens"],
+        "input_tokens": ledger["input_tokens"] + batch_in,
+        "output_tokens": ledger["output_tokens"] + batch_out,
         "usd": round(usd, 2),
         "excerpts": ledger.get("excerpts", 0),
-        "bound_s": round(max(bounds.values()), 1),
+        "bound_s": round(bound_s, 1),
         "bound_by": max(bounds, key=bounds.__getitem__),
-        "extract_over_bound": round(extract_s / max(bounds.values()), 2),
+        "extract_over_bound": round(extract_s / bound_s, 2) if bound_s else None,
         "outages": run.get("outages"),
         "outage_s": run.get("outage_s"),
-        "batch_requests": ledger.get("batch", {}).get("requests", 0),
+        "batch_requests": batch.get("requests", 0),
     }
 
 
