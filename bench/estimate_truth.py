@@ -2,7 +2,7 @@
 
     python -m bench.estimate_truth bench/out/export-100mb.json bench/out/export-short-100mb.json \
         bench/out/export-one-message-20000conv.json
-    python -m bench.estimate_truth --mode batch EXPORT...      # once LLM_MODE=batch exists
+    python -m bench.estimate_truth --mode batch EXPORT...      # LLM_MODE=batch: one batch
 
 For each export: `inspect_export` (what `python -m app inspect` prints: calls, input and output
 tokens, USD by mode; no call), then a full pass by `python -m app worker` against the simulator

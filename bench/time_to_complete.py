@@ -25,7 +25,7 @@ openings, and extraction's lower bound: its (input tokens − ITPM) / ITPM, (req
 concurrency, whichever is longest.
 
 `--mode batch` runs the worker with `LLM_MODE=batch` and the simulator's batches ending after
-`--batch-processing` seconds: for when batch mode exists; the report says when no batch was made.
+`--batch-processing` seconds (no per-minute limit bounds a batched extraction: no bound is shown).
 """
 
 from __future__ import annotations
