@@ -276,10 +276,12 @@ def _print_header() -> None:
 
 def _print_row(run: dict[str, Any]) -> None:
     s = run["summary"]
+    over = s["extract_over_bound"]
+    bound = "—" if over is None else f"{_minutes(s['bound_s'])} ({s['bound_by']})"
     print(
         f"| {run['export']} | {run['mode']} | {run['tier']} | {run['concurrency']} | "
         f"**{_minutes(s['pass_s'])}** | {_minutes(s['extract_s'])} | "
-        f"{_minutes(s['bound_s'])} ({s['bound_by']}) | {s['extract_over_bound']} | "
+        f"{bound} | {'—' if over is None else over} | "
         f"{s['extract_requests']:,} | {s['throttled']:,} | {s['outages']} | "
         f"{s['input_tokens']:,} | {run['status']} |",
         flush=True,
