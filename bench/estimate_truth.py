@@ -2,7 +2,7 @@
 
     python -m bench.estimate_truth bench/out/export-100mb.json bench/out/export-short-100mb.json \
         bench/out/export-one-message-20000conv.json
-    python -m bench.estimate_truth --mode batch EXPORT...      # once LLM_MODE=batch exists
+    python -m bench.estimate_truth --mode batch EXPORT...      # LLM_MODE=batch: one batch
 
 For each export: `inspect_export` (what `python -m app inspect` prints: calls, input and output
 tokens, USD by mode; no call), then a full pass by `python -m app worker` against the simulator
@@ -30,7 +30,7 @@ from app.pricing import BATCH_DISCOUNT, price_for
 from app.processors.inspect import inspect_export
 from bench.common import OUT_DIR, bench_settings, machine, quiet_logs
 from bench.rate_limits import TIERS
-from bench.time_to_complete import run_pass
+from bench.time_to_complete import NO_LIMIT_ITPM, run_pass
 
 __all__ = ["TOLERANCE", "compare", "ledger_totals", "main"]
 
@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     results, ok = [], True
     for export in args.exports:
-        settings = bench_settings(llm_mode=args.mode)
+        # The worker's settings: with no limits `run_pass` tells it NO_LIMIT_ITPM, which sizes
+        # v2's sample; inspect must size it alike.
+        settings = bench_settings(
+            llm_mode=args.mode, anthropic_input_tokens_per_minute=NO_LIMIT_ITPM
+        )
         estimate = inspect_export(export, settings=settings)
         run = run_pass(
             export,

@@ -70,6 +70,25 @@ def test_a_run_is_summarised_against_its_bound() -> None:
     assert s["usd"] == pytest.approx(1.10)  # $1 / $5 per M
 
 
+def test_a_batch_run_counts_its_batched_requests_and_has_no_bound_to_be_over() -> None:
+    ledger = _ledger(input_tokens=1_000_000, output_tokens=0, by_task={"extract_facts": 10})
+    ledger |= {"by_task": {"write_memory": 1, "write_sections": 1}, "input_tokens": 40_000}
+    run = {
+        "limits": {"name": "tier 1", "rpm": 50, "itpm": 50_000, "otpm": 10_000},
+        "latency_s": 2.5,
+        "concurrency": 3,
+        "wall_s": 130.0,
+        "job_s": 120.0,
+        "steps_s": {"extract_facts": 70.0},
+        "ledger": ledger,
+    }
+    s = summarise(run)
+    assert s["extract_requests"] == 10
+    assert s["input_tokens"] == 1_040_000
+    assert s["extract_over_bound"] is None
+    assert s["usd"] == pytest.approx(0.04 + 0.10 + 0.50)
+
+
 def test_the_ledger_prices_batch_requests_at_half() -> None:
     totals = ledger_totals(
         _ledger(input_tokens=1_000_000, output_tokens=0, by_task={"extract_facts": 5})
