@@ -5,6 +5,7 @@ against running alone, the worker's peak RSS, and aging.
     python -m bench.fair_queue --size-mb 1024 --small 20 --small-max-mb 5 --latency 0.25
     python -m bench.fair_queue waits --latency 2.5    # run B at a real API's pace, ended once
                                                       # the small imports are done (no B/A)
+    python -m bench.fair_queue waits --latency 2.5 --small-slots 3   # what more slots do
     python -m bench.fair_queue aging                  # the aging check alone (a second)
     python -m bench.fair_queue report bench/out/fair-queue-*.json   # the tables again
     python -m bench.fair_queue --quick                # 20 MB, 5 small imports, 0.05 s: does it run?
@@ -176,6 +177,7 @@ def run_case(
     jitter: float,
     small_after: float,
     stop_after_smalls: bool = False,
+    small_slots: int | None = None,
     timeout: float = 4 * 3600,
 ) -> dict[str, Any]:
     """One worker process, the big job, and (if any) the small imports after it; the figures."""
@@ -186,8 +188,10 @@ def run_case(
         data_dir = Path(tmp) / "data"
         db = data_dir / "soulprint.db"
         (big_id,) = asyncio.run(_enqueue(data_dir, [(_user(0), big)]))
+        extra = {} if small_slots is None else {"small_job_slots": small_slots}
         env = service_env(
             **INSTANCE_512MB,
+            **extra,
             local_data_dir=data_dir,
             anthropic_api_key="sk-sim-fair",
             anthropic_base_url=url,
@@ -223,6 +227,7 @@ def run_case(
             "jitter": jitter,
             "small_after_s": small_after,
             "stopped_after_smalls": stop_after_smalls,
+            "small_job_slots": small_slots,
             "big": _job(db, big_id, big, worker),
             "smalls": [
                 _job(db, job_id, path, worker)
@@ -329,7 +334,8 @@ def report(result: dict[str, Any]) -> None:
                 f"run {name}: big job {big['mb']:,.0f} MiB {big['status']} in "
                 f"{_minutes(big['run_s'])} ({big['llm_calls']:,} LLM calls), peak RSS "
                 f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), latency "
-                f"{run['latency_s']} s ± {run['jitter']:.0%}"
+                f"{run['latency_s']} s ± {run['jitter']:.0%}, small-import slots "
+                f"{run.get('small_job_slots') or 'as set (1)'}"
             )
     shared = result.get("with_smalls")
     if shared and shared["smalls"]:
@@ -372,6 +378,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--small-after", type=float, default=60.0, help="seconds after the big job's claim")
     add("--latency", type=float, default=0.25, help="mean seconds per reply")
     add("--jitter", type=float, default=0.4, help="± fraction of the latency")
+    add("--small-slots", type=int, help="SMALL_JOB_SLOTS (default: the setting's, 1)")
     add("--seed", type=int, default=11, help="the small imports' order")
     add("--timeout", type=float, default=4 * 3600, help="per run")
     add("--quick", action="store_true", help="20 MB, 5 small imports, 0.05 s")
@@ -396,7 +403,12 @@ def main(argv: list[str] | None = None) -> int:
             args.small, low_mb=args.small_min_mb, high_mb=args.small_max_mb, seed=args.seed
         )
         print(f"machine: {machine()}\nbig export: {big} ({big.stat().st_size / 2**20:,.0f} MiB)")
-        common = {"latency": args.latency, "jitter": args.jitter, "timeout": args.timeout}
+        common = {
+            "latency": args.latency,
+            "jitter": args.jitter,
+            "timeout": args.timeout,
+            "small_slots": args.small_slots,
+        }
         if args.what == "all":
             print("run A: the big job alone …", flush=True)
             result["alone"] = run_case(big, [], small_after=0, **common)
