@@ -335,7 +335,7 @@ def report(result: dict[str, Any]) -> None:
                 f"{_minutes(big['run_s'])} ({big['llm_calls']:,} LLM calls), peak RSS "
                 f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), latency "
                 f"{run['latency_s']} s ± {run['jitter']:.0%}, small-import slots "
-                f"{run.get('small_job_slots') or 'as set (1)'}"
+                f"{'as set (1)' if run.get('small_job_slots') is None else run['small_job_slots']}"
             )
     shared = result.get("with_smalls")
     if shared and shared["smalls"]:
