@@ -330,9 +330,13 @@ def report(result: dict[str, Any]) -> None:
         run = result.get(key)
         if run:
             big = run["big"]
+            if run.get("stopped_after_smalls"):
+                outcome = "stopped once the small imports were done (released to the queue)"
+            else:
+                outcome = f"{big['status']} in {_minutes(big['run_s'])}"
             print(
-                f"run {name}: big job {big['mb']:,.0f} MiB {big['status']} in "
-                f"{_minutes(big['run_s'])} ({big['llm_calls']:,} LLM calls), peak RSS "
+                f"run {name}: big job {big['mb']:,.0f} MiB {outcome} "
+                f"({big['llm_calls']:,} LLM calls), peak RSS "
                 f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), latency "
                 f"{run['latency_s']} s ± {run['jitter']:.0%}, small-import slots "
                 f"{'as set (1)' if run.get('small_job_slots') is None else run['small_job_slots']}"
