@@ -41,6 +41,7 @@ import asyncio
 import itertools
 import json
 import math
+import os
 import random
 import sqlite3
 import statistics
@@ -108,13 +109,14 @@ def _seconds(start: str | None, end: str | None) -> float | None:
 
 class TreeRss:
     """Samples a process tree's resident memory in a thread: the largest sum of VmRSS seen, and
-    the root's VmHWM when stopped."""
+    the root's VmHWM and CPU time (user + system) when stopped."""
 
     def __init__(self, pid: int, every: float = 0.5) -> None:
         self.pid = pid
         self.every = every
         self.peak_tree_mb = 0.0
         self.hwm_mb = 0.0
+        self.cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -147,6 +149,11 @@ class TreeRss:
 
     def stop(self) -> None:
         self.hwm_mb = max(self.hwm_mb, self._status_kb(self.pid, "VmHWM") / 1024)
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            self.cpu_s = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
         self._stop.set()
         self._thread.join()
 
@@ -235,6 +242,7 @@ def run_case(
             ],
             "peak_rss_mb": round(rss.hwm_mb, 1),
             "peak_tree_rss_mb": round(rss.peak_tree_mb, 1),
+            "worker_cpu_s": round(rss.cpu_s, 1),
             "log": str(log_path),
         }
 
@@ -337,7 +345,8 @@ def report(result: dict[str, Any]) -> None:
             print(
                 f"run {name}: big job {big['mb']:,.0f} MiB {outcome} "
                 f"({big['llm_calls']:,} LLM calls), peak RSS "
-                f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), latency "
+                f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), worker CPU "
+                f"{run.get('worker_cpu_s', '—')} s, latency "
                 f"{run['latency_s']} s ± {run['jitter']:.0%}, small-import slots "
                 f"{'as set (1)' if run.get('small_job_slots') is None else run['small_job_slots']}"
             )
