@@ -272,6 +272,7 @@ def _job(db: Path, job_id: str, export: Path, worker: ServiceProcess) -> dict[st
         "run_s": _seconds(row["started_at"], row["completed_at"]),
         "claims": claims,
         "llm_calls": len(calls),
+        "input_tokens": row["input_tokens"],
         "steps_s": {k: round(v / 1000, 1) for k, v in stats.get("durations_ms", {}).items()},
     }
 
