@@ -16,8 +16,8 @@ MAX_CONCURRENT_JOBS 1, SHUTDOWN_GRACE_SECONDS 20) and app/config.py's defaults f
 (SMALL_JOB_SLOTS 1, POLL_SECONDS 2, ANTHROPIC_INPUT_TOKENS_PER_MINUTE 50,000,
 EXTRACTION_REQUEST_TOKENS 8,000). Its LLM is the real `AnthropicLLM` against
 `python -m bench.simulator` in another process, answering after `--latency` ± `--jitter`
-(uniform), with no per-minute limits: a 1 GB pass at a real 2.5 s a call would take well over
-an hour, so the default latency is 0.25 s.
+(uniform), with no per-minute limits: a 1 GB pass (3,466 requests at C=3) at a real 2.5 s a
+call would take ~50 minutes a run, so the default latency is 0.25 s (~6 minutes).
 
 - Run A: the 1 GB job alone. Its wall time is the job's own clock, claimed to complete.
 - Run B: the 1 GB job enqueued; `--small-after` seconds after it is claimed, `--small` generated
@@ -25,7 +25,7 @@ an hour, so the default latency is 0.25 s.
   seed and user) enqueued one after another. A small import's wait is enqueued → first claimed
   (`created_at` → `started_at` of its row; the `claimed` event's `waited_s` agrees).
 - `waits`: run B, ended once every small import is done: their waits at a latency at which the
-  big pass would take hours.
+  big pass would take ~50 minutes (it runs throughout; its own time is not measured).
 - Peak RSS: the worker's VmHWM (/proc/<pid>/status) at the end, and the largest sum of VmRSS
   over its process tree sampled every 0.5 s.
 - Aging: bench/queue_aging.py (store-level, the local store's real `claim_job`).
