@@ -75,6 +75,9 @@ class JobRunner:
             store=store, settings=settings, alerter=alerter, events=self.events, llm=llm
         )
         self._stopping = asyncio.Event()
+        # Set when a slot frees (a job ended) or on stop: the claim loop looks again at once
+        # instead of at its next poll, so queued jobs do not sit behind an idle slot.
+        self._wake = asyncio.Event()
         self._running: set[asyncio.Task[None]] = set()
         self._held: dict[str, Held] = {}
         self._small: set[str] = set()  # jobs in a small-import slot
@@ -101,6 +104,7 @@ class JobRunner:
         """Stop claiming; give running jobs the grace period (SHUTDOWN_GRACE_SECONDS unless
         `grace` says otherwise: 0 on Ctrl-C); then release what is left to the queue."""
         self._stopping.set()
+        self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
         if self._running:
@@ -136,13 +140,14 @@ class JobRunner:
 
     async def _claim_loop(self) -> None:
         while not self._stopping.is_set():
+            self._wake.clear()
             claimed = False
             slot = None if self._provider_down() else self._free_slot()
             if slot is not None:
                 claimed = await self._claim_one(small=slot == "small")
             if not claimed:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), self.settings.poll_seconds)
+                    await asyncio.wait_for(self._wake.wait(), self.settings.poll_seconds)
 
     async def _claim_one(self, *, small: bool) -> bool:
         try:
@@ -220,6 +225,7 @@ class JobRunner:
             finally:
                 self._held.pop(job.id, None)
                 self._small.discard(job.id)
+                self._wake.set()
                 if heartbeat is not None:
                     heartbeat.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -236,7 +236,10 @@ async def test_a_big_export_found_in_a_small_slot_goes_back_for_a_large_one(
     async def pipeline(job: Job, ctx: JobContext) -> None:
         if ctx.small_slot:
             seen_in_small.append(job.id)
-            raise NeedsLargeSlot(300 * MB)  # as the pipeline does after a large download
+            # As the pipeline does after a large download: the size recorded, the slot given
+            # back (a freed slot claims again at once: without the size it would be taken again).
+            await ctx.store.update_job(job.id, {"export_bytes": 300 * MB})
+            raise NeedsLargeSlot(300 * MB)
         await hold_general.wait()
 
     blocker = await _queue(store, message_count=1_000_000)
@@ -245,7 +248,6 @@ async def test_a_big_export_found_in_a_small_slot_goes_back_for_a_large_one(
     await _until(store, blocker.id, lambda j: j.status is JobStatus.RUNNING)
     surprise = await _queue(store, OTHER_USER)  # no hints: counts as small until measured
     released = await _until(store, surprise.id, lambda j: j.note is not None)
-    await store.update_job(surprise.id, {"export_bytes": 300 * MB})
     hold_general.set()
     done = await _until(store, surprise.id, lambda j: j.status is JobStatus.COMPLETE)
     await runner.stop()
@@ -352,3 +354,27 @@ async def test_an_outage_is_announced_once_it_lasts_and_a_short_opening_only_not
     assert kinds.index("waiting") < kinds.index("resumed") < kinds.index("completed")
     assert alerts.call_count == 1
     assert b":hourglass: waiting for Anthropic: rate limited" in alerts.calls[0].request.content
+
+
+async def test_a_freed_slot_takes_the_next_job_at_once_not_at_the_next_poll(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    # One slot and a poll far longer than the test: only the wake on a job's end can claim
+    # the second job in time (with 20 small imports in line, each poll gap adds to every wait).
+    settings = make_settings(tmp_path, max_concurrent_jobs=1, small_job_slots=0, poll_seconds=60)
+
+    async def pipeline(job: Job, ctx: JobContext) -> None:
+        async with ctx.step("download_conversations"):
+            pass
+
+    first = await _queue(store)
+    second = await _queue(store, OTHER_USER)
+    runner = _runner(store, settings, pipeline)
+    runner.start()
+    done = await _until(store, second.id, lambda j: j.status is JobStatus.COMPLETE)
+    await asyncio.wait_for(runner.stop(), 5)  # and stop() does not wait for the poll either
+    first_done = await store.get_job(first.id)
+    assert first_done is not None
+    assert first_done.completed_at is not None
+    assert done.started_at is not None
+    assert done.started_at >= first_done.completed_at
