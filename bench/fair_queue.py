@@ -5,7 +5,7 @@ against running alone, the worker's peak RSS, and aging.
     python -m bench.fair_queue --size-mb 1024 --small 20 --small-max-mb 5 --latency 0.25
     python -m bench.fair_queue waits --latency 2.5    # run B at a real API's pace, ended once
                                                       # the small imports are done (no B/A)
-    python -m bench.fair_queue waits --latency 2.5 --small-slots 3   # what more slots do
+    python -m bench.fair_queue waits --latency 2.5 --small-slots 1   # what fewer slots do
     python -m bench.fair_queue aging                  # the aging check alone (a second)
     python -m bench.fair_queue report bench/out/fair-queue-*.json   # the tables again
     python -m bench.fair_queue --quick                # 20 MB, 5 small imports, 0.05 s: does it run?
@@ -13,7 +13,7 @@ against running alone, the worker's peak RSS, and aging.
 Each run is one `python -m app worker` process (tests/support/service_process.py) on a fresh
 local store, with the 512 MB instance's settings: render.yaml's (FACT_EXTRACTION_CONCURRENCY 3,
 MAX_CONCURRENT_JOBS 1, SHUTDOWN_GRACE_SECONDS 20) and app/config.py's defaults for the rest
-(SMALL_JOB_SLOTS 1, POLL_SECONDS 2, ANTHROPIC_INPUT_TOKENS_PER_MINUTE 50,000,
+(SMALL_JOB_SLOTS 3, POLL_SECONDS 2, ANTHROPIC_INPUT_TOKENS_PER_MINUTE 50,000,
 EXTRACTION_REQUEST_TOKENS 8,000). Its LLM is the real `AnthropicLLM` against
 `python -m bench.simulator` in another process, answering after `--latency` ± `--jitter`
 (uniform), with no per-minute limits: a 1 GB pass (3,466 requests at C=3) at a real 2.5 s a
@@ -349,7 +349,7 @@ def report(result: dict[str, Any]) -> None:
                 f"{run['peak_rss_mb']} MB (tree {run['peak_tree_rss_mb']} MB), worker CPU "
                 f"{run.get('worker_cpu_s', '—')} s, latency "
                 f"{run['latency_s']} s ± {run['jitter']:.0%}, small-import slots "
-                f"{'as set (1)' if run.get('small_job_slots') is None else run['small_job_slots']}"
+                f"{run.get('small_job_slots') or 'as set'}"
             )
     shared = result.get("with_smalls")
     if shared and shared["smalls"]:
@@ -392,7 +392,7 @@ def _parser() -> argparse.ArgumentParser:
     add("--small-after", type=float, default=60.0, help="seconds after the big job's claim")
     add("--latency", type=float, default=0.25, help="mean seconds per reply")
     add("--jitter", type=float, default=0.4, help="± fraction of the latency")
-    add("--small-slots", type=int, help="SMALL_JOB_SLOTS (default: the setting's, 1)")
+    add("--small-slots", type=int, help="SMALL_JOB_SLOTS (default: the setting's)")
     add("--seed", type=int, default=11, help="the small imports' order")
     add("--timeout", type=float, default=4 * 3600, help="per run")
     add("--quick", action="store_true", help="20 MB, 5 small imports, 0.05 s")
