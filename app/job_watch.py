@@ -55,9 +55,11 @@ async def _flag_stuck(held: Held, events: JobEvents, alerter: Alerter) -> None:
         return
     held.stuck.add(step)
     limit = thresholds.seconds(step, units)
+    known = thresholds.steps.get(step)
+    basis = "learned from earlier jobs" if known and known.learned else "too little history yet"
     note = (
         f"stuck in {step}: running {_duration(elapsed)}, past the {_duration(limit)} this step "
-        "takes at most on this much work (learned from earlier jobs); still running"
+        f"takes at most on this much work ({basis}); still running"
     )
     ctx.counts["stuck"] = {"step": step, "elapsed_s": round(elapsed), "threshold_s": round(limit)}
     await ctx.set_note(note)

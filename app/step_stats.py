@@ -56,13 +56,15 @@ _DEFAULT_PER_UNIT: dict[str, float] = {
 _BYTES_PER_CHUNK = 6_000  # ~1,500 tokens of text; export JSON carries more, so this overcounts
 
 
-def work_units(step: str, job: Job) -> float:
+def work_units(step: str, job: Job, *, export_bytes: int | None = None) -> float:
     """The units of work `step` has on `job`, from what the row knows so far (the measured
-    size, else the request's hints; the chunk count, else an estimate from the size)."""
+    size — `export_bytes` when the caller measured it since the row was read — else the
+    request's hints; the chunk count, else an estimate from the size)."""
     unit = UNIT_OF_STEP.get(step, "job")
     if unit == "job":
         return 1.0
-    size = estimated_bytes(job.export_bytes, job.message_count, job.conversation_count)
+    measured = export_bytes if export_bytes is not None else job.export_bytes
+    size = estimated_bytes(measured, job.message_count, job.conversation_count)
     if unit == "mb":
         return max(1.0, size / MB)
     return max(1.0, float(job.chunk_count or size / _BYTES_PER_CHUNK))

@@ -9,6 +9,7 @@ import pytest
 
 from app.domain import Job, JobStatus
 from app.metrics import METRICS, REGISTRY
+from app.processors.context import JobContext
 from app.step_stats import build_thresholds, work_units
 
 MB = 1024 * 1024
@@ -64,6 +65,20 @@ def test_work_units_come_from_the_row_or_its_hints() -> None:
     assert work_units("extract_facts", _job(chunk_count=4_321, export_bytes=MB)) == 4_321
     assert work_units("extract_facts", _job(export_bytes=60 * MB)) == pytest.approx(60 * MB / 6000)
     assert work_units("generate_memory", _job(chunk_count=9)) == 1.0
+
+
+def test_a_running_step_s_units_use_what_the_download_measured_since_the_claim() -> None:
+    """A job enqueued without hints is read at the claim with no size: extraction of a 100 MB
+    export, running while parsing still counts its chunks, was judged as one chunk of work (a
+    10-minute floor: a healthy tier-1 pass flagged stuck)."""
+    ctx = JobContext(job=_job(), store=None, llm=None, settings=None)  # type: ignore[arg-type]
+    assert ctx.units("extract_facts") == 1.0
+    ctx.count("download_conversations", bytes=100 * MB)
+    assert ctx.units("download_conversations") == 100
+    assert ctx.units("extract_facts") == pytest.approx(100 * MB / 6000)
+    ctx.count("chunk_conversations", chunks=8_288)
+    assert ctx.units("extract_facts") == 8_288
+    assert ctx.units("generate_memory") == 1.0
 
 
 def test_queue_wait_is_observed_from_due_to_claim_by_size() -> None:

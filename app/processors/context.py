@@ -198,14 +198,12 @@ class JobContext:
     def units(self, step: str) -> float:
         """The work `step` has on this job, in its unit (app/step_stats.py): megabytes for the
         download, chunks for the ingest steps once parsing counted them, else one."""
-        unit = UNIT_OF_STEP.get(step, "job")
-        if unit == "mb":
-            size = self.counts.get("download_conversations", {}).get("bytes")
-            return max(1.0, size / MB) if size else work_units(step, self.job)
-        if unit == "chunk":
-            chunks = self.counts.get("chunk_conversations", {}).get("chunks")
-            return max(1.0, float(chunks)) if chunks else work_units(step, self.job)
-        return 1.0
+        chunks = self.counts.get("chunk_conversations", {}).get("chunks")
+        if UNIT_OF_STEP.get(step) == "chunk" and chunks:
+            return max(1.0, float(chunks))
+        # The row was read at the claim: the download has measured the export since.
+        size = self.counts.get("download_conversations", {}).get("bytes")
+        return work_units(step, self.job, export_bytes=size)
 
     def step_seconds(self) -> float:
         """How long the latest step has run on its own (time waiting for the provider out)."""
