@@ -51,17 +51,21 @@ def _ledger(**batch: Any) -> dict[str, Any]:
     }
 
 
-def test_a_run_is_summarised_against_its_bound() -> None:
-    run = {
+def _tier1_run(ledger: dict[str, Any], *, job_s: float, extract_s: float) -> dict[str, Any]:
+    """A time-to-complete run's record at tier 1, C=3, 2.5 s a call."""
+    return {
         "limits": {"name": "tier 1", "rpm": 50, "itpm": 50_000, "otpm": 10_000},
         "latency_s": 2.5,
         "concurrency": 3,
-        "wall_s": 1300.0,
-        "job_s": 1200.0,
-        "steps_s": {"extract_facts": 1100.0},
-        "ledger": _ledger(),
+        "wall_s": job_s + 10,
+        "job_s": job_s,
+        "steps_s": {"extract_facts": extract_s},
+        "ledger": ledger,
     }
-    s = summarise(run)
+
+
+def test_a_run_is_summarised_against_its_bound() -> None:
+    s = summarise(_tier1_run(_ledger(), job_s=1200.0, extract_s=1100.0))
     assert s["requests"] == 12
     assert s["throttled"] == 2
     assert s["pass_s"] == 1200.0
@@ -73,16 +77,7 @@ def test_a_run_is_summarised_against_its_bound() -> None:
 def test_a_batch_run_counts_its_batched_requests_and_has_no_bound_to_be_over() -> None:
     ledger = _ledger(input_tokens=1_000_000, output_tokens=0, by_task={"extract_facts": 10})
     ledger |= {"by_task": {"write_memory": 1, "write_sections": 1}, "input_tokens": 40_000}
-    run = {
-        "limits": {"name": "tier 1", "rpm": 50, "itpm": 50_000, "otpm": 10_000},
-        "latency_s": 2.5,
-        "concurrency": 3,
-        "wall_s": 130.0,
-        "job_s": 120.0,
-        "steps_s": {"extract_facts": 70.0},
-        "ledger": ledger,
-    }
-    s = summarise(run)
+    s = summarise(_tier1_run(ledger, job_s=120.0, extract_s=70.0))
     assert s["extract_requests"] == 10
     assert s["input_tokens"] == 1_040_000
     assert s["extract_over_bound"] is None
