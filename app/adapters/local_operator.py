@@ -11,7 +11,12 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from app.adapters.rows import event_from_row, failed_job_from_row, job_from_row
+from app.adapters.rows import (
+    event_from_row,
+    failed_job_from_row,
+    format_timestamp,
+    job_from_row,
+)
 from app.domain import Job
 from app.errors import JobConflict, JobNotFound
 from app.fleet import CancelOutcome, FailedJob, FailedJobQuery, ForgetCounts, JobEvent
@@ -20,10 +25,6 @@ from app.queue_order import claim_penalty_seconds, estimated_bytes
 __all__ = ["LocalOperatorStore", "install_sql_functions"]
 
 T = TypeVar("T")
-
-
-def _ts(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
 def _fold(text: str | None) -> str | None:
@@ -82,7 +83,15 @@ class LocalOperatorStore:
         step: str | None = None,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        params = (job_id, user_id, kind, attempt, worker_id, step, _ts(datetime.now(UTC)))
+        params = (
+            job_id,
+            user_id,
+            kind,
+            attempt,
+            worker_id,
+            step,
+            format_timestamp(datetime.now(UTC)),
+        )
         sql = (
             "INSERT INTO processing_job_events"
             " (job_id, user_id, kind, attempt, worker_id, step, at, detail)"
@@ -103,7 +112,7 @@ class LocalOperatorStore:
             row = conn.execute("SELECT * FROM processing_jobs WHERE id = ?", (job_id,)).fetchone()
             if row is None:
                 raise JobNotFound(f"no job {job_id}")
-            status, now = row["status"], _ts(datetime.now(UTC))
+            status, now = row["status"], format_timestamp(datetime.now(UTC))
             if status in ("complete", "failed"):
                 raise JobConflict(
                     f"job {job_id} is {status}: only a queued or running job can be canceled",
@@ -139,8 +148,8 @@ class LocalOperatorStore:
 
     async def find_failed_jobs(self, query: FailedJobQuery) -> list[FailedJob]:
         params = {
-            "since": _ts(query.since),
-            "until": _ts(query.until),
+            "since": format_timestamp(query.since),
+            "until": format_timestamp(query.until),
             "contains": query.error_contains or None,
             "step": query.step or None,
             "user_id": query.user_id,

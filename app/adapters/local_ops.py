@@ -17,7 +17,7 @@ __all__ = ["LocalOpsStore"]
 
 T = TypeVar("T")
 
-# Timestamps are ISO-8601 UTC text of one shape (`_ts` in local_store.py): the first 13
+# Timestamps are ISO-8601 UTC text of one shape (`format_timestamp` in rows.py): the first 13
 # characters are the hour, and text order is time order.
 _BY_HOUR = """
 SELECT substr(completed_at, 1, 13) AS hour,

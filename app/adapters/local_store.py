@@ -14,7 +14,7 @@ import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -22,14 +22,14 @@ from typing import Any, TypeVar
 
 from app.adapters.delegates import BatchMethods, FactCacheMethods
 from app.adapters.local_batches import LocalBatches
+from app.adapters.local_chunks import LocalChunkStore
 from app.adapters.local_fact_cache import LocalFactCache
 from app.adapters.local_operator import LocalOperatorStore, install_sql_functions
 from app.adapters.local_ops import LocalOpsStore
 from app.adapters.local_schema_upgrade import upgrade_local_schema
-from app.adapters.rows import chunk_row, job_from_row
+from app.adapters.rows import format_timestamp, job_from_row
 from app.domain import (
     PROFILE_COLUMNS,
-    Chunk,
     Job,
     JobStatus,
     NewJob,
@@ -54,11 +54,9 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _ts(moment: datetime | None) -> str | None:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
-
-
-class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsStore):
+class LocalStore(
+    FactCacheMethods, BatchMethods, LocalChunkStore, LocalOperatorStore, LocalOpsStore
+):
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.storage_dir = data_dir / "storage"
@@ -175,7 +173,9 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
             )
         if not fields:
             return
-        values = {k: _ts(v) if isinstance(v, datetime) else v for k, v in fields.items()}
+        values = {
+            k: format_timestamp(v) if isinstance(v, datetime) else v for k, v in fields.items()
+        }
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         sql = f"UPDATE user_profiles SET {assignments} WHERE user_id = :_user_id"  # noqa: S608
 
@@ -212,7 +212,7 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
             ).fetchone()
             if active is not None:
                 return active, False
-            now = _ts(_now())
+            now = format_timestamp(_now())
             job_id = str(uuid.uuid4())
             conn.execute(
                 "INSERT INTO processing_jobs (id, user_id, status, storage_path, pipeline_version,"
@@ -273,7 +273,7 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
                 " ORDER BY julianday(run_after) * 86400.0 + job_claim_penalty_seconds("
                 "export_bytes, message_count, conversation_count), created_at, id LIMIT 1",
                 {
-                    "now": _ts(now),
+                    "now": format_timestamp(now),
                     "small_only": small_only,
                     "small_bytes": SMALL_JOB_BYTES,
                     "owner": worker_id,
@@ -287,8 +287,8 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
                 " started_at = COALESCE(started_at, :now), updated_at = :now WHERE id = :id",
                 {
                     "owner": worker_id,
-                    "expires": _ts(now + timedelta(seconds=lease_seconds)),
-                    "now": _ts(now),
+                    "expires": format_timestamp(now + timedelta(seconds=lease_seconds)),
+                    "now": format_timestamp(now),
                     "id": row["id"],
                 },
             )
@@ -303,8 +303,8 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
     async def renew_lease(self, *, job_id: str, worker_id: str, lease_seconds: int) -> bool:
         now = _now()
         params = {
-            "expires": _ts(now + timedelta(seconds=lease_seconds)),
-            "now": _ts(now),
+            "expires": format_timestamp(now + timedelta(seconds=lease_seconds)),
+            "now": format_timestamp(now),
             "id": job_id,
             "owner": worker_id,
         }
@@ -335,7 +335,7 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
             "owner": worker_id,
             "status": status.value,
             "error": error_message,
-            "now": _ts(now),
+            "now": format_timestamp(now),
         }
         if status is JobStatus.QUEUED:
             # Back in the queue: in no step, progress from zero (its paid work is cached).
@@ -345,7 +345,10 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
                 " attempts = attempts - :give_back, current_step = NULL, progress = 0,"
                 " updated_at = :now WHERE id = :id AND lease_owner = :owner AND status = 'running'"
             )
-            params |= {"run_after": _ts(run_after or now), "give_back": 0 if count_attempt else 1}
+            params |= {
+                "run_after": format_timestamp(run_after or now),
+                "give_back": 0 if count_attempt else 1,
+            }
         elif status in (JobStatus.COMPLETE, JobStatus.FAILED, JobStatus.CANCELED):
             sql = (
                 "UPDATE processing_jobs SET status = :status, lease_owner = NULL,"
@@ -368,7 +371,7 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
                     f"job {job_id} is {row['status']}: only a failed job can be retried",
                     table="processing_jobs",
                 )
-            now = _ts(_now())
+            now = format_timestamp(_now())
             conn.execute(
                 "UPDATE processing_jobs SET status = 'queued', attempts = 0, error_message = NULL,"
                 " run_after = ?, completed_at = NULL, cancel_requested_at = NULL, updated_at = ?"
@@ -396,7 +399,7 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
                 table="processing_jobs",
             )
         values = {k: json.dumps(v) if k == "stats" else v for k, v in fields.items()}
-        values["updated_at"] = _ts(_now())
+        values["updated_at"] = format_timestamp(_now())
         assignments = ", ".join(f"{column} = :{column}" for column in values)
         sql = f"UPDATE processing_jobs SET {assignments} WHERE id = :_id"  # noqa: S608
         params = {**values, "_id": job_id}
@@ -409,78 +412,3 @@ class LocalStore(FactCacheMethods, BatchMethods, LocalOperatorStore, LocalOpsSto
         counts = {status.value: 0 for status in JobStatus}
         counts.update({row[0]: int(row[1]) for row in rows})
         return counts
-
-    # --- conversation_chunks ---------------------------------------------------------------
-
-    async def upsert_chunks(self, *, user_id: str, job_id: str, chunks: Sequence[Chunk]) -> None:
-        if not chunks:
-            return
-        now = _now()
-        # One row per id (an export may hold the same conversation twice), in id order.
-        unique = {chunk.id: chunk for chunk in chunks}
-        rows = [
-            chunk_row(unique[key], user_id=user_id, job_id=job_id, now=now)
-            for key in sorted(unique)
-        ]
-        columns = list(rows[0])
-        updates = ", ".join(
-            f"{c} = excluded.{c}" for c in columns if c not in ("id", "user_id", "import_job_id")
-        )
-        sql = (
-            f"INSERT INTO conversation_chunks ({', '.join(columns)})"  # noqa: S608
-            f" VALUES ({', '.join(':' + c for c in columns)})"
-            f" ON CONFLICT (id) DO UPDATE SET {updates},"
-            " prior_import_job_id = CASE WHEN import_job_id IS excluded.import_job_id"
-            " THEN prior_import_job_id ELSE COALESCE(import_job_id, 'none') END,"
-            " import_job_id = excluded.import_job_id"
-            " WHERE conversation_chunks.user_id = excluded.user_id"
-        )
-        params = [
-            {k: _ts(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows
-        ]
-        await self._write(lambda conn: conn.executemany(sql, params).close())
-
-    async def commit_chunks(self, *, user_id: str, job_id: str) -> int:
-        def commit(conn: sqlite3.Connection) -> int:
-            removed = conn.execute(
-                "DELETE FROM conversation_chunks WHERE user_id = ?"
-                " AND (import_job_id IS NULL OR import_job_id != ?)",
-                (user_id, job_id),
-            ).rowcount
-            conn.execute(
-                "INSERT INTO conversation_chunk_imports (user_id, import_job_id, committed_at)"
-                " VALUES (?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET"
-                " import_job_id = excluded.import_job_id, committed_at = excluded.committed_at",
-                (user_id, job_id, _ts(_now())),
-            ).close()
-            return removed
-
-        return await self._write(commit)
-
-    async def rollback_chunks(self, *, user_id: str, job_id: str) -> tuple[int, int]:
-        def rollback(conn: sqlite3.Connection) -> tuple[int, int]:
-            committed = conn.execute(
-                "SELECT 1 FROM conversation_chunk_imports WHERE user_id = ? AND import_job_id = ?",
-                (user_id, job_id),
-            ).fetchone()
-            if committed is not None:
-                return 0, 0
-            removed = conn.execute(
-                "DELETE FROM conversation_chunks WHERE user_id = ? AND import_job_id = ?"
-                " AND prior_import_job_id IS NULL",
-                (user_id, job_id),
-            ).rowcount
-            restored = conn.execute(
-                "UPDATE conversation_chunks SET"
-                " import_job_id = NULLIF(prior_import_job_id, 'none'), prior_import_job_id = NULL"
-                " WHERE user_id = ? AND import_job_id = ?",
-                (user_id, job_id),
-            ).rowcount
-            return removed, restored
-
-        return await self._write(rollback)
-
-    async def count_chunks(self, user_id: str) -> int:
-        sql = "SELECT COUNT(*) FROM conversation_chunks WHERE user_id = ?"
-        row = await self._run(lambda conn: conn.execute(sql, (user_id,)).fetchone())
-        return int(row[0])

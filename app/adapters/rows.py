@@ -18,11 +18,18 @@ __all__ = [
     "chunk_row",
     "event_from_row",
     "failed_job_from_row",
+    "format_timestamp",
     "job_from_row",
     "parse_timestamp",
 ]
 
 RECENT_DAYS = 180
+
+
+def format_timestamp(moment: datetime | None) -> str | None:
+    """An aware datetime → the one text shape the local store keeps (ISO-8601 UTC, microseconds):
+    text order is time order, and its first 13 characters are the hour."""
+    return moment.astimezone(UTC).isoformat(timespec="microseconds") if moment else None
 
 
 def parse_timestamp(value: Any) -> datetime | None:
