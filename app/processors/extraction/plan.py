@@ -29,11 +29,16 @@ __all__ = [
 ]
 
 
-def fixed_request_tokens() -> int:
-    """What every extraction request carries besides its excerpts: system prompt and tool."""
+def _extract_tool() -> prompts.ToolSpec:
     tool = prompts.tool_for("extract_facts")
     assert tool is not None
-    return estimate_tokens(prompts.EXTRACT_SYSTEM) + estimate_tokens(json.dumps(tool.param()))
+    return tool
+
+
+def fixed_request_tokens() -> int:
+    """What every extraction request carries besides its excerpts: system prompt and tool."""
+    tool_tokens = estimate_tokens(json.dumps(_extract_tool().param()))
+    return estimate_tokens(prompts.EXTRACT_SYSTEM) + tool_tokens
 
 
 def plan_requests(
@@ -122,12 +127,10 @@ def estimate_extraction(
 def _reply_tokens(result: ExtractionResult) -> int:
     """The reply as the API returns it: the tool input inside its `tool_use` block, whose
     framing (type, id, name: ~22 tokens) weighs ~30 % of a p3 reply that names few facts."""
-    tool = prompts.tool_for("extract_facts")
-    assert tool is not None
     block = {
         "type": "tool_use",
         "id": "toolu_" + "0" * 20,
-        "name": tool.name,
+        "name": _extract_tool().name,
         "input": prompts.extraction_tool_input(result),
     }
     return estimate_tokens(json.dumps([block], ensure_ascii=False))
